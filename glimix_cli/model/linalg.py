@@ -37,7 +37,7 @@ def economic_qs(K: ArrayLike, rtol: float = EIG_RTOL) -> QSType:
     >>> G = np.array([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
     >>> (Q0, Q1), S0 = economic_qs(G @ G.T)
     >>> Q0.shape, Q1.shape, np.round(S0, 6).tolist()
-    ((3, 2), (3, 1), [1.438447, 5.561553])
+    ((3, 2), (3, 1), [1.697224, 5.302776])
     """
     K = np.asarray(K, dtype=np.float64)
     if K.ndim != 2 or K.shape[0] != K.shape[1]:

@@ -1,0 +1,503 @@
+"""Generalised linear mixed models: ``GLMMExpFam`` (EP) and ``GLMMNormal`` (closed form).
+
+Model (both classes)::
+
+    z = X beta + G u + e,   u ~ N(0, v0 I),  e ~ N(0, v1 I),   K = G G^T
+    z ~ N(X beta, Sigma),   Sigma = v0 K + v1 I,   v0 = scale (1 - delta),  v1 = scale delta
+
+``GLMMExpFam`` observes ``y_i | z_i ~ ExpFam(g(z_i))`` and approximates the marginal
+likelihood by Expectation Propagation. ``GLMMNormal`` observes the EP site means
+``mu~ = eta / tau`` with heterogeneous noise ``1 / tau``: ``mu~ ~ N(X beta, Sigma + T^-1)``.
+
+Parameters are fitted by L-BFGS-B over ``beta``, ``log(scale)`` and ``delta`` (bounded,
+see ``SCALE_BOUNDS``); the gradient of the EP marginal likelihood at an EP fixed point
+equals the gradient of ``log N(mu~ | X beta, Sigma + T^-1)`` with the sites held fixed
+(Rasmussen & Williams 2006, sec. 3.6.3), which is what ``gradient()`` returns.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from scipy.optimize import minimize
+
+from glimix_cli.errors import ConvergenceError
+from glimix_cli.model.ep import EPDiagnostics, EPState, run_ep
+from glimix_cli.model.gaussian import DenseCore
+from glimix_cli.model.likelihoods import Likelihood, make_likelihood
+from glimix_cli.model.linalg import QSType, check_qs, kinship_from_qs
+
+F = NDArray[np.float64]
+log = logging.getLogger(__name__)
+
+#: Bounds of the total latent variance ``scale`` during fit().
+SCALE_BOUNDS = (1e-8, 1e3)
+#: Bounds of ``delta`` (the iid share of the latent variance) during fit().
+DELTA_BOUNDS = (0.0, 1.0)
+_PARAMS = ("beta", "scale", "delta")
+
+
+@dataclass(frozen=True)
+class FitInfo:
+    """How a fit ended: ``status`` is ``converged``, ``at_bound`` or ``max_iter``."""
+
+    status: str
+    message: str
+    iterations: int
+    evaluations: int
+    lml: float
+    at_bound: tuple[str, ...]
+    ep_sweeps: int = 0
+
+
+class _GLMMBase:
+    def __init__(self, n: int, X: ArrayLike, QS: QSType | None):
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim == 1:
+            X = X[:, None]
+        if X.ndim != 2 or X.shape[0] != n:
+            raise ValueError(f"X must have shape ({n}, p); got {X.shape}")
+        if not np.all(np.isfinite(X)):
+            raise ValueError("X contains NaN or infinite values")
+        self._X = X
+        self._QS = check_qs(QS, n)
+        self._K = kinship_from_qs(self._QS, n)
+        self._n = n
+        self._beta = np.zeros(X.shape[1])
+        self._scale = 1.0
+        self._delta = 0.5
+        self._fixed: set[str] = set()
+        self.fit_info: FitInfo | None = None
+
+    # -- parameters -----------------------------------------------------------------------
+    @property
+    def X(self) -> F:
+        return self._X
+
+    @property
+    def beta(self) -> F:
+        return self._beta.copy()
+
+    @beta.setter
+    def beta(self, value: ArrayLike) -> None:
+        b = np.asarray(value, dtype=np.float64).ravel()
+        if b.shape != self._beta.shape:
+            raise ValueError(f"beta must have {self._beta.shape[0]} values")
+        self._beta = b
+        self._changed()
+
+    @property
+    def scale(self) -> float:
+        return self._scale
+
+    @scale.setter
+    def scale(self, value: float) -> None:
+        if not value > 0:
+            raise ValueError("scale must be positive")
+        self._scale = float(value)
+        self._changed()
+
+    @property
+    def delta(self) -> float:
+        return self._delta
+
+    @delta.setter
+    def delta(self, value: float) -> None:
+        if not 0 <= value <= 1:
+            raise ValueError("delta must be in [0, 1]")
+        self._delta = float(value)
+        self._changed()
+
+    @property
+    def v0(self) -> float:
+        """Variance of the random effect ``Gu`` per unit of K: ``scale * (1 - delta)``."""
+        return self._scale * (1.0 - self._delta)
+
+    @property
+    def v1(self) -> float:
+        """Variance of the iid latent effect: ``scale * delta``."""
+        return self._scale * self._delta
+
+    def fix(self, name: str) -> None:
+        self._check_name(name)
+        self._fixed.add(name)
+
+    def unfix(self, name: str) -> None:
+        self._check_name(name)
+        self._fixed.discard(name)
+
+    def isfixed(self, name: str) -> bool:
+        self._check_name(name)
+        return name in self._fixed
+
+    @staticmethod
+    def _check_name(name: str) -> None:
+        if name not in _PARAMS:
+            raise ValueError(f"unknown parameter {name!r}; use one of {', '.join(_PARAMS)}")
+
+    def _changed(self) -> None:  # overridden to invalidate caches
+        pass
+
+    # -- model quantities -----------------------------------------------------------------
+    def mean(self) -> F:
+        """Prior mean of the latent: ``X beta``."""
+        return self._X @ self._beta
+
+    def covariance(self) -> F:
+        """Prior covariance of the latent: ``v0 K + v1 I``."""
+        S = self.v0 * self._K
+        S[np.diag_indices(self._n)] += self.v1
+        return S
+
+    # -- gradient shared by both models ---------------------------------------------------
+    def _grad_from_core(self, core: DenseCore, resid_site: F) -> dict[str, F | float]:
+        """Gradient of ``log N(mu~ | m, Sigma + T^-1)`` in beta, scale, delta.
+
+        ``resid_site = (eta - tau m) / sqrt(tau)``, i.e. ``T^1/2 (mu~ - m)``.
+        """
+        a = core.sq * core.solve_B(resid_site)  # C^-1 (mu~ - m)
+        Ka = self._K @ a
+        v0, v1, s = self.v0, self.v1, self._scale
+        n = self._n
+        tr_c = core.tr_Cinv()
+        tr_cs = core.tr_Cinv_Sigma()
+        if v0 > 0:
+            tr_ck = (tr_cs - v1 * tr_c) / v0
+        else:
+            tr_ck = float(np.sum(core.tau * np.diag(self._K) / (1.0 + v1 * core.tau)))
+        d_v0 = 0.5 * float(a @ Ka) - 0.5 * tr_ck
+        d_v1 = 0.5 * float(a @ a) - 0.5 * tr_c
+        del n
+        return {
+            "beta": self._X.T @ a,
+            "scale": (1.0 - self._delta) * d_v0 + self._delta * d_v1,
+            "delta": s * (d_v1 - d_v0),
+        }
+
+    # -- optimisation ---------------------------------------------------------------------
+    def _free(self) -> list[str]:
+        return [p for p in _PARAMS if p not in self._fixed]
+
+    def _pack(self, free: list[str]) -> tuple[F, list[tuple[float | None, float | None]]]:
+        x: list[float] = []
+        bounds: list[tuple[float | None, float | None]] = []
+        if "beta" in free:
+            x.extend(self._beta.tolist())
+            bounds.extend([(None, None)] * self._beta.shape[0])
+        if "scale" in free:
+            lo, hi = SCALE_BOUNDS
+            x.append(float(np.clip(np.log(self._scale), np.log(lo), np.log(hi))))
+            bounds.append((np.log(lo), np.log(hi)))
+        if "delta" in free:
+            x.append(float(np.clip(self._delta, *DELTA_BOUNDS)))
+            bounds.append(DELTA_BOUNDS)
+        return np.asarray(x), bounds
+
+    def _unpack(self, x: F, free: list[str]) -> None:
+        i = 0
+        if "beta" in free:
+            p = self._beta.shape[0]
+            self._beta = np.asarray(x[i:i + p], dtype=np.float64).copy()
+            i += p
+        if "scale" in free:
+            self._scale = float(np.exp(x[i]))
+            i += 1
+        if "delta" in free:
+            self._delta = float(np.clip(x[i], 0.0, 1.0))
+        self._changed()
+
+    def _grad_vector(self, g: dict, free: list[str]) -> F:
+        out: list[float] = []
+        if "beta" in free:
+            out.extend(np.asarray(g["beta"]).tolist())
+        if "scale" in free:
+            out.append(float(g["scale"]) * self._scale)  # d/dlog(scale)
+        if "delta" in free:
+            out.append(float(g["delta"]))
+        return np.asarray(out)
+
+    def _optimise(self, free: list[str], factr: float, pgtol: float, maxiter: int,
+                  verbose: bool) -> FitInfo:
+        x0, bounds = self._pack(free)
+        evals = [0]
+
+        def fun(x: F) -> tuple[float, F]:
+            self._unpack(x, free)
+            evals[0] += 1
+            value = self.lml()
+            g = self._grad_vector(self.gradient(), free)
+            if verbose:
+                log.info("lml=%.8g scale=%.6g delta=%.6g", value, self._scale, self._delta)
+            return -value, -g
+
+        if x0.size == 0:
+            value = self.lml()
+            return FitInfo("converged", "nothing to fit: all parameters fixed", 0, 1, value, ())
+        res = minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=bounds,
+                       options={"ftol": factr * np.finfo(float).eps, "gtol": pgtol,
+                                "maxiter": maxiter})
+        self._unpack(res.x, free)
+        value = self.lml()
+        at_bound = []
+        j = self._beta.shape[0] if "beta" in free else 0
+        if "scale" in free:
+            lo, hi = SCALE_BOUNDS
+            if np.isclose(res.x[j], np.log(hi)) or np.isclose(res.x[j], np.log(lo)):
+                at_bound.append("scale")
+            j += 1
+        if "delta" in free and (res.x[j] <= DELTA_BOUNDS[0] or res.x[j] >= DELTA_BOUNDS[1]):
+            at_bound.append("delta")
+        if res.status == 1:
+            status = "max_iter"
+        elif at_bound:
+            status = "at_bound"
+        elif res.success:
+            status = "converged"
+        else:
+            raise ConvergenceError(
+                f"the optimiser stopped without converging ({res.message}); "
+                "try a larger factr or pgtol"
+            )
+        return FitInfo(status, str(res.message), int(res.nit), evals[0], value, tuple(at_bound))
+
+    def copy(self):
+        return copy.deepcopy(self)
+
+
+class GLMMExpFam(_GLMMBase):
+    """Generalised linear mixed model fitted by Expectation Propagation.
+
+    Parameters
+    ----------
+    y : array_like of float, shape (n,)
+        Outcomes (successes for the binomial likelihood).
+    lik : str or tuple
+        ``"bernoulli"``, ``"probit"``, ``"poisson"`` or ``("binomial", ntrials)``.
+    X : array_like of float, shape (n, p)
+        Covariates (include an intercept column yourself).
+    QS : ((Q0, Q1), S0) or None
+        Economic eigendecomposition of K; None for no random effect.
+    n_int : int
+        Integration points for the tilted moments.
+    rtol, atol : float
+        EP convergence tolerances on the site parameters.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from glimix_cli import GLMMExpFam, economic_qs
+    >>> random = np.random.RandomState(0)
+    >>> nsamples = 10
+    >>> X = random.randn(nsamples, 2)
+    >>> G = random.randn(nsamples, 100)
+    >>> K = G @ G.T
+    >>> ntrials = random.randint(1, 100, nsamples)
+    >>> z = G @ random.randn(100) / np.sqrt(100)
+    >>> successes = np.zeros(len(ntrials), int)
+    >>> for i in range(len(ntrials)):
+    ...     successes[i] = sum(z[i] + 0.2 * random.randn(ntrials[i]) > 0)
+    >>> QS = economic_qs(K)
+    >>> glmm = GLMMExpFam(successes, ("binomial", ntrials), X, QS)
+    >>> print(f"{glmm.lml():.2f}")
+    -16.40
+    >>> glmm.fit(verbose=False)
+    >>> print(f"{glmm.lml():.2f}")
+    -13.43
+    """
+
+    def __init__(self, y: ArrayLike, lik: str | tuple, X: ArrayLike, QS: QSType | None = None,
+                 n_int: int = 1000, rtol: float = 1.49e-05, atol: float = 1.49e-08):
+        self._lik: Likelihood = make_likelihood(y, lik)
+        super().__init__(self._lik.n, X, QS)
+        self._n_int = int(n_int)
+        if self._n_int < 64:
+            raise ValueError(f"n_int={n_int} is too small for accurate EP moments; use >= 64")
+        self._rtol = float(rtol)
+        self._atol = float(atol)
+        self._state: EPState | None = None
+        self._warm: tuple[F, F] | None = None
+        self._ep_sweeps_total = 0
+
+    @property
+    def likelihood(self) -> Likelihood:
+        return self._lik
+
+    def _changed(self) -> None:
+        if getattr(self, "_state", None) is not None:
+            self._warm = (self._state.eta, self._state.tau)
+        self._state = None
+
+    def _ep(self) -> EPState:
+        if self._state is None:
+            eta, tau = self._warm if self._warm is not None else (None, None)
+            try:
+                self._state = run_ep(self._lik, self.mean(), self.covariance(), eta, tau,
+                                     rtol=self._rtol, atol=self._atol, n_int=self._n_int)
+            except ConvergenceError:
+                if eta is None:
+                    raise
+                # a warm start from far-away parameters can oscillate: retry cold
+                self._state = run_ep(self._lik, self.mean(), self.covariance(), None, None,
+                                     rtol=self._rtol, atol=self._atol, n_int=self._n_int)
+            self._ep_sweeps_total += self._state.diagnostics.sweeps
+        return self._state
+
+    @property
+    def site(self):
+        """EP site natural parameters: ``site.eta``, ``site.tau`` (shape (n,))."""
+        st = self._ep()
+
+        @dataclass(frozen=True)
+        class Site:
+            eta: F
+            tau: F
+
+        return Site(st.eta.copy(), st.tau.copy())
+
+    @property
+    def ep_diagnostics(self) -> EPDiagnostics:
+        return self._ep().diagnostics
+
+    def lml(self) -> float:
+        """EP approximation of the log marginal likelihood ``log p(y)``."""
+        return self._ep().lml
+
+    def gradient(self) -> dict[str, F | float]:
+        """Derivatives of ``lml()`` in ``beta``, ``scale`` and ``delta``."""
+        st = self._ep()
+        tau = st.tau
+        r = np.zeros_like(tau)
+        pos = tau > 0
+        r[pos] = (st.eta[pos] - tau[pos] * self.mean()[pos]) / np.sqrt(tau[pos])
+        return self._grad_from_core(st.core, r)
+
+    def posteriori_mean(self) -> F:
+        """Mean of the EP posterior of the latent ``z``."""
+        return self._ep().post_mean.copy()
+
+    def posteriori_covariance(self) -> F:
+        """Covariance of the EP posterior of ``z`` (n x n)."""
+        return self._ep().core.posterior_covariance()
+
+    def fit(self, verbose: bool = True, factr: float = 1e5, pgtol: float = 1e-7,
+            maxiter: int = 500) -> None:
+        """Maximise the EP marginal likelihood over the free parameters (L-BFGS-B).
+
+        ``factr`` and ``pgtol`` have L-BFGS-B's meaning (relative reduction in units of
+        machine epsilon; projected-gradient tolerance). The outcome is in ``fit_info``.
+        """
+        self._ep_sweeps_total = 0
+        info = self._optimise(self._free(), factr, pgtol, maxiter, verbose)
+        self.fit_info = FitInfo(info.status, info.message, info.iterations, info.evaluations,
+                                info.lml, info.at_bound, self._ep_sweeps_total)
+
+    def to_normal(self) -> GLMMNormal:
+        """The heterogeneous-Normal model on the EP sites, with this model's parameters."""
+        st = self._ep()
+        g = GLMMNormal(st.eta, st.tau, self._X, self._QS)
+        g._K = self._K
+        g._beta = self._beta.copy()
+        g._scale = self._scale
+        g._delta = self._delta
+        return g
+
+
+class GLMMNormal(_GLMMBase):
+    """Heterogeneous-Normal model ``mu~ ~ N(X beta, v0 K + v1 I + diag(1 / tau))``.
+
+    Built from EP site parameters ``eta``, ``tau`` (``mu~ = eta / tau``); its lml and
+    gradient are closed form. ``fit()`` profiles ``beta`` by generalised least squares.
+    """
+
+    def __init__(self, eta: ArrayLike, tau: ArrayLike, X: ArrayLike,
+                 QS: QSType | None = None):
+        eta = np.asarray(eta, dtype=np.float64).ravel()
+        tau = np.asarray(tau, dtype=np.float64).ravel()
+        if eta.shape != tau.shape:
+            raise ValueError("eta and tau must have the same shape")
+        if not (np.all(np.isfinite(eta)) and np.all(np.isfinite(tau)) and np.all(tau > 0)):
+            raise ValueError("GLMMNormal needs finite eta and strictly positive tau")
+        super().__init__(eta.shape[0], X, QS)
+        self._eta = eta
+        self._tau = tau
+        self._core: DenseCore | None = None
+
+    @property
+    def eta(self) -> F:
+        return self._eta.copy()
+
+    @property
+    def tau(self) -> F:
+        return self._tau.copy()
+
+    def _changed(self) -> None:
+        self._core = None
+
+    def _get_core(self) -> DenseCore:
+        if self._core is None:
+            self._core = DenseCore(self.covariance(), self._tau)
+        return self._core
+
+    def _resid(self) -> F:
+        return (self._eta - self._tau * self.mean()) / np.sqrt(self._tau)
+
+    def lml(self) -> float:
+        """``log N(mu~ | X beta, v0 K + v1 I + diag(1/tau))``."""
+        core = self._get_core()
+        s = self._resid()
+        n = self._n
+        return float(-0.5 * s @ core.solve_B(s) - 0.5 * core.logdet_B
+                     + 0.5 * np.sum(np.log(self._tau)) - 0.5 * n * np.log(2 * np.pi))
+
+    def gradient(self) -> dict[str, F | float]:
+        return self._grad_from_core(self._get_core(), self._resid())
+
+    def _gls_beta(self) -> F:
+        core = self._get_core()
+        mu = self._eta / self._tau
+        CX = core.solve_C(self._X)
+        A = self._X.T @ CX
+        return np.linalg.lstsq(A, CX.T @ mu, rcond=None)[0]
+
+    def fit(self, verbose: bool = True, factr: float = 1e5, pgtol: float = 1e-7,
+            maxiter: int = 500) -> None:
+        """Maximise the lml: beta by GLS (profiled), scale and delta by L-BFGS-B."""
+        profile_beta = "beta" not in self._fixed
+        free = [p for p in ("scale", "delta") if p not in self._fixed]
+        if profile_beta:
+            orig_changed = self._changed
+
+            def changed() -> None:
+                orig_changed()
+                self._beta = self._gls_beta()
+
+            self._changed = changed  # type: ignore[method-assign]
+            try:
+                self._changed()
+                info = self._optimise(free, factr, pgtol, maxiter, verbose)
+            finally:
+                del self._changed
+        else:
+            info = self._optimise(free, factr, pgtol, maxiter, verbose)
+        self.fit_info = info
+
+    def get_fast_scanner(self):
+        """Fixed-covariance scanner of ``mu~`` with covariance ∝ ``v0 K + v1 I + T^-1``."""
+        from glimix_cli.model.scanner import FastScanner
+
+        C = self.covariance()
+        C[np.diag_indices(self._n)] += 1.0 / self._tau
+        return FastScanner.from_covariance(self._eta / self._tau, self._X, C)
+
+    def posteriori_mean(self) -> F:
+        """Mean of the latent ``z`` given ``mu~`` (Gaussian conditioning)."""
+        core = self._get_core()
+        m = self.mean()
+        return m + core.posterior_apply(self._eta - self._tau * m)
+
+    def posteriori_covariance(self) -> F:
+        return self._get_core().posterior_covariance()
