@@ -29,10 +29,10 @@ def encode_bed(dosage: ArrayLike) -> bytes:
         raise ValueError(f"dosage must be 2-D (samples x variants); got shape {G.shape}")
     n, m = G.shape
     codes = np.full(G.shape, _MISSING, dtype=np.uint8)
-    ok = np.isfinite(G) & (G >= 0)
+    ok = np.isfinite(G) & (G != -1)
     for value, code in _CODE.items():
         codes[ok & (G == value)] = code
-    bad = ok & ~np.isin(G, (0.0, 1.0, 2.0))
+    bad = (ok & ~np.isin(G, (0.0, 1.0, 2.0))) | np.isinf(G)
     if bad.any():
         raise ValueError("dosage values must be 0, 1, 2 or missing (NaN / -1)")
     nbytes = (n + 3) // 4

@@ -92,8 +92,10 @@ class DenseCore:
         tau = self.tau
         sd = np.diag(self.Sigma)
         out = np.empty_like(tau)
-        direct = tau * sd < _DIRECT_DIAG
-        fast = ~direct
+        zero = tau == 0  # no site information: the posterior variance is the prior's
+        out[zero] = sd[zero]
+        direct = (tau * sd < _DIRECT_DIAG) & ~zero
+        fast = ~direct & ~zero
         out[fast] = (1.0 - self.diag_Binv[fast]) / tau[fast]
         if np.any(direct):
             idx = np.flatnonzero(direct)

@@ -1,0 +1,212 @@
+"""Save and load a kinship eigendecomposition (``.npz``, no pickle).
+
+The file holds ``Q0`` (n, k), ``S0`` (k,), ``n``, the sample keys ``fid``/``iid`` (str
+arrays; ``has_fid`` False when matched on IID alone), a ``fingerprint`` (a JSON string in a
+one-element str array) of the genotypes and options it was built from, and
+``format_version``. ``Q1`` is not stored: the models use ``I - Q0 Q0^T`` instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from glimix_cli.errors import InputError
+from glimix_cli.io.plink import Bfile
+from glimix_cli.model.linalg import QSType
+
+__all__ = ["FORMAT_VERSION", "bfile_fingerprint", "load_kinship_cache", "save_kinship_cache"]
+
+FORMAT_VERSION = 1
+_REBUILD = "rebuild it with `glimix kinship ... --out FILE.npz`"
+
+
+def _normalise(fp: dict[str, Any]) -> dict[str, Any]:
+    """Round-trip through JSON so tuples/lists and int/float compare as stored."""
+    return json.loads(json.dumps(fp, sort_keys=True))
+
+
+def bfile_fingerprint(bfile: Bfile, options: dict[str, Any]) -> dict[str, Any]:
+    """Identify the genotypes and options a kinship matrix was built from.
+
+    Parameters
+    ----------
+    bfile : Bfile
+    options : dict
+        JSON-serialisable build options (e.g. ``{"maf_min": 0.01, "chrom": null}``).
+
+    Returns
+    -------
+    dict
+        ``bed``/``bim``/``fam`` file names, sizes (bytes) and mtimes (ns), ``n_variants``,
+        ``n_samples`` and ``options``.
+    """
+    fp: dict[str, Any] = {}
+    for kind, p in (("bed", bfile.bed), ("bim", bfile.bim), ("fam", bfile.fam)):
+        st = Path(p).stat()
+        fp[f"{kind}_name"] = Path(p).name
+        fp[f"{kind}_size"] = int(st.st_size)
+        fp[f"{kind}_mtime_ns"] = int(st.st_mtime_ns)
+    fp["n_variants"] = bfile.n_variants
+    fp["n_samples"] = bfile.n_samples
+    fp["options"] = options
+    return _normalise(fp)
+
+
+def save_kinship_cache(
+    path: str | os.PathLike[str],
+    QS: QSType,
+    fid: ArrayLike | None,
+    iid: ArrayLike,
+    fingerprint: dict[str, Any],
+) -> None:
+    """Write ``QS`` and its sample keys to ``path`` atomically (temp file + rename).
+
+    Parameters
+    ----------
+    path : str or Path
+        Destination ``.npz``.
+    QS : ((Q0, Q1), S0)
+        ``Q0`` (n, k) and ``S0`` (k,); ``Q1`` is ignored.
+    fid : array_like of str, shape (n,), or None
+    iid : array_like of str, shape (n,)
+        Keys of the rows of ``Q0``, in order.
+    fingerprint : dict
+        JSON-serialisable; compared on load.
+    """
+    path = Path(path)
+    (Q0, _), S0 = QS
+    Q0 = np.asarray(Q0, dtype=np.float64)
+    S0 = np.asarray(S0, dtype=np.float64).ravel()
+    iid_arr = np.asarray([str(i) for i in iid], dtype=str)
+    n = iid_arr.size
+    if Q0.ndim != 2 or Q0.shape[0] != n or S0.size != Q0.shape[1]:
+        raise ValueError(f"QS shapes Q0 {Q0.shape}, S0 {S0.shape} do not match {n} samples")
+    has_fid = fid is not None
+    fid_arr = np.asarray([str(f) for f in fid], dtype=str) if has_fid else np.array([], str)
+    arrays = {
+        "format_version": np.array(FORMAT_VERSION),
+        "Q0": Q0,
+        "S0": S0,
+        "n": np.array(n),
+        "has_fid": np.array(has_fid),
+        "fid": fid_arr,
+        "iid": iid_arr,
+        "fingerprint": np.array([json.dumps(_normalise(fingerprint), sort_keys=True)]),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_kinship_cache(
+    path: str | os.PathLike[str],
+    fingerprint_expected: dict[str, Any] | None,
+    fid: ArrayLike | None,
+    iid: ArrayLike,
+) -> QSType:
+    """Load a cached ``QS`` if it was built for these samples and inputs.
+
+    Parameters
+    ----------
+    path : str or Path
+    fingerprint_expected : dict or None
+        From :func:`bfile_fingerprint`; None skips the check (e.g. a cache given
+        explicitly by the user).
+    fid : array_like of str, shape (n,), or None
+    iid : array_like of str, shape (n,)
+        The analysed samples, in the order the model uses.
+
+    Returns
+    -------
+    QS : ((Q0, Q1), S0)
+        ``Q1`` has zero columns.
+
+    Raises
+    ------
+    InputError
+        Unreadable file, other samples (or order), or a different fingerprint; the message
+        says what differs and how to rebuild.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: kinship cache not found - {_REBUILD}")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise InputError(
+            f"{path}: not a glimix kinship cache ({' '.join(str(exc).split())}) - {_REBUILD}"
+        ) from None
+    required = {"format_version", "Q0", "S0", "n", "has_fid", "fid", "iid", "fingerprint"}
+    lacking = sorted(required - set(data))
+    if lacking:
+        raise InputError(
+            f"{path}: not a glimix kinship cache (missing {', '.join(lacking)}) - {_REBUILD}"
+        )
+    if int(data["format_version"]) != FORMAT_VERSION:
+        raise InputError(
+            f"{path}: kinship cache format {int(data['format_version'])}, this glimix reads "
+            f"format {FORMAT_VERSION} - {_REBUILD}"
+        )
+    want_iid = np.asarray([str(i) for i in iid], dtype=str)
+    want = _key_strings(None if fid is None else [str(f) for f in fid], want_iid)
+    stored = _key_strings(
+        data["fid"].tolist() if bool(data["has_fid"]) else None, data["iid"]
+    )
+    if stored != want:
+        if len(stored) != len(want):
+            what = f"built for {len(stored)} samples, this run analyses {len(want)}"
+        elif set(stored) == set(want):
+            what = "same samples in a different order"
+        else:
+            pos = next(i for i, (a, b) in enumerate(zip(stored, want, strict=True)) if a != b)
+            what = f"sample {pos + 1} is {stored[pos]} in the cache, {want[pos]} in this run"
+        raise InputError(f"{path}: kinship cache does not match the samples ({what}) - {_REBUILD}")
+    if fingerprint_expected is not None:
+        got = json.loads(str(data["fingerprint"][0]))
+        exp = _normalise(fingerprint_expected)
+        diffs = _diff(got, exp)
+        if diffs:
+            shown = "; ".join(diffs[:4]) + ("; ..." if len(diffs) > 4 else "")
+            raise InputError(
+                f"{path}: kinship cache was built from other inputs ({shown}) - {_REBUILD}"
+            )
+    Q0 = data["Q0"]
+    return (Q0, np.empty((Q0.shape[0], 0))), data["S0"]
+
+
+def _key_strings(fid: list[str] | None, iid: Any) -> list[str]:
+    if fid is None:
+        return [str(i) for i in iid]
+    return [f"{f}:{i}" for f, i in zip(fid, iid, strict=True)]
+
+
+def _diff(got: Any, exp: Any, prefix: str = "") -> list[str]:
+    if isinstance(got, dict) and isinstance(exp, dict):
+        out: list[str] = []
+        for key in sorted(set(got) | set(exp)):
+            name = f"{prefix}{key}"
+            if key not in got:
+                out.append(f"{name} not in cache")
+            elif key not in exp:
+                out.append(f"{name} only in cache")
+            else:
+                out += _diff(got[key], exp[key], f"{name}.")
+        return out
+    if got != exp:
+        return [f"{prefix.rstrip('.')}: cache {got!r}, now {exp!r}"]
+    return []

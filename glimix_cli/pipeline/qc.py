@@ -1,0 +1,236 @@
+"""Variant selection (--chr, --from-bp/--to-bp, --extract) and per-block variant QC."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from glimix_cli.errors import InputError
+
+__all__ = ["STATUSES", "BlockQC", "VariantSelection", "block_qc", "select_variants"]
+
+#: QC status values, in priority order (the first that applies is reported).
+STATUSES = ("all_missing", "monomorphic", "low_mac", "failed_qc", "ok")
+
+
+@dataclass(frozen=True, eq=False)
+class VariantSelection:
+    """Variants chosen for a scan.
+
+    Attributes
+    ----------
+    indices : ndarray of intp, shape (m,)
+        Rows of the .bim, increasing (input order).
+    n_extract_ids : int
+        Distinct IDs in the ``extract`` file (0 without one).
+    n_extract_not_found : int
+        Of those, how many are not in the .bim (within the whole file, not the region).
+    extract_not_found_examples : list of str
+        Up to 5 of them.
+    """
+
+    indices: NDArray[np.intp]
+    n_extract_ids: int = 0
+    n_extract_not_found: int = 0
+    extract_not_found_examples: tuple[str, ...] = ()
+
+
+def _norm_chrom(values: pd.Series | Sequence[str]) -> NDArray:
+    s = pd.Series(values, dtype=str).str.strip()
+    return s.str.replace(r"^chr", "", case=False, regex=True).to_numpy(dtype=object)
+
+
+def select_variants(
+    variants_df: pd.DataFrame,
+    chrom: str | int | Sequence[str | int] | None = None,
+    from_bp: int | None = None,
+    to_bp: int | None = None,
+    extract: str | os.PathLike[str] | None = None,
+) -> VariantSelection:
+    """Select variants by chromosome, base-pair range and an ID list.
+
+    Parameters
+    ----------
+    variants_df : DataFrame
+        ``Bfile.variants`` (``chrom``, ``variant_id``, ``pos``).
+    chrom : str or int or sequence, optional
+        Chromosome(s), compared as strings with any ``chr`` prefix ignored (``chr1`` == ``1``).
+    from_bp, to_bp : int, optional
+        Inclusive position range; needs exactly one chromosome (as plink2).
+    extract : str or Path, optional
+        File of variant IDs separated by whitespace or newlines.
+
+    Returns
+    -------
+    VariantSelection
+        Indices in .bim order; may be empty.
+
+    Raises
+    ------
+    InputError
+        A position range without a single chromosome, ``from_bp > to_bp``, a chromosome
+        absent from the .bim, or an unreadable extract file.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> v = pd.DataFrame({"chrom": ["1", "1", "2"], "variant_id": ["a", "b", "c"],
+    ...                   "pos": [100, 200, 50]})
+    >>> select_variants(v, chrom="chr1", from_bp=150).indices.tolist()
+    [1]
+    """
+    keep = np.ones(len(variants_df), dtype=bool)
+    chroms: list[str] = []
+    if chrom is not None:
+        raw = [chrom] if isinstance(chrom, str | int) else list(chrom)
+        chroms = list(dict.fromkeys(_norm_chrom([str(c) for c in raw])))
+        have = _norm_chrom(variants_df["chrom"])
+        present = set(have.tolist())
+        absent = [c for c in chroms if c not in present]
+        if absent:
+            listed = sorted(present, key=lambda c: (len(c), c))
+            raise InputError(
+                f"chromosome {', '.join(absent)} not in the genotypes (chromosomes: "
+                f"{', '.join(listed[:25])}{', ...' if len(listed) > 25 else ''}) - check --chr"
+            )
+        keep &= np.isin(have, chroms)
+    if from_bp is not None or to_bp is not None:
+        if len(chroms) != 1:
+            raise InputError(
+                f"--from-bp/--to-bp need exactly one chromosome (as in plink2); got "
+                f"{len(chroms) or 'none'} - add --chr"
+            )
+        lo = -np.inf if from_bp is None else int(from_bp)
+        hi = np.inf if to_bp is None else int(to_bp)
+        if lo > hi:
+            raise InputError(f"--from-bp {from_bp} is after --to-bp {to_bp} - swap them")
+        pos = variants_df["pos"].to_numpy()
+        keep &= (pos >= lo) & (pos <= hi)
+    n_ids = n_missing = 0
+    examples: tuple[str, ...] = ()
+    if extract is not None:
+        p = Path(extract)
+        if not p.is_file():
+            raise InputError(f"{p}: extract file not found - check --extract")
+        ids = list(dict.fromkeys(p.read_text().split()))
+        ids_arr = np.array(ids, dtype=object)
+        vid = variants_df["variant_id"].to_numpy(dtype=object)
+        keep &= np.isin(vid, ids_arr)
+        found = np.isin(ids_arr, vid) if ids else np.zeros(0, bool)
+        n_ids, n_missing = len(ids), int((~found).sum())
+        examples = tuple(str(x) for x in ids_arr[~found][:5])
+    return VariantSelection(
+        indices=np.flatnonzero(keep).astype(np.intp),
+        n_extract_ids=n_ids,
+        n_extract_not_found=n_missing,
+        extract_not_found_examples=examples,
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class BlockQC:
+    """Per-variant QC of one genotype block (all arrays shape (b,)).
+
+    Attributes
+    ----------
+    n_obs, n_missing : ndarray of int64
+        Non-missing and missing calls.
+    eaf : ndarray of float64
+        Frequency of the counted allele a1 among non-missing calls (NaN if all missing).
+    maf : ndarray of float64
+        ``min(eaf, 1 - eaf)``.
+    mac : ndarray of float64
+        Minor allele count ``min(sum, 2 * n_obs - sum)`` over non-missing calls.
+    status : ndarray of str
+        One of :data:`STATUSES`.
+    n_imputed : int
+        Missing calls replaced by the variant mean (all-missing variants stay NaN).
+    """
+
+    n_obs: NDArray[np.int64]
+    n_missing: NDArray[np.int64]
+    eaf: NDArray[np.float64]
+    maf: NDArray[np.float64]
+    mac: NDArray[np.float64]
+    status: NDArray[np.str_]
+    n_imputed: int
+
+    @property
+    def ok(self) -> NDArray[np.bool_]:
+        """Variants that passed QC."""
+        return self.status == "ok"
+
+
+def block_qc(
+    block: NDArray[np.float64],
+    maf_min: float = 0.0,
+    mac_min: float = 5,
+    max_missing: float = 1.0,
+) -> BlockQC:
+    """QC a block of dosages and mean-impute its missing calls in place.
+
+    Parameters
+    ----------
+    block : ndarray of float64, shape (n, b)
+        A1 dosages, NaN for missing; modified in place.
+    maf_min : float
+        ``failed_qc`` when the minor allele frequency is below this.
+    mac_min : float
+        ``low_mac`` when the minor allele count is below this.
+    max_missing : float
+        ``failed_qc`` when the fraction of missing calls exceeds this.
+
+    Returns
+    -------
+    BlockQC
+
+    Notes
+    -----
+    ``monomorphic`` means no variation among the non-missing calls (all equal, including
+    all heterozygous). Status priority: ``all_missing``, ``monomorphic``, ``low_mac``,
+    ``failed_qc``, ``ok``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> G = np.array([[0.0, 1, np.nan], [2, 1, np.nan], [np.nan, 1, np.nan]])
+    >>> q = block_qc(G, mac_min=1)
+    >>> q.status.tolist(), q.n_imputed, G[2, 0]
+    (['ok', 'monomorphic', 'all_missing'], 1, 1.0)
+    """
+    if block.ndim != 2:
+        raise ValueError(f"block must be 2-D (samples x variants); got shape {block.shape}")
+    n = block.shape[0]
+    miss = np.isnan(block)
+    n_missing = miss.sum(axis=0).astype(np.int64)
+    n_obs = (n - n_missing).astype(np.int64)
+    total = np.where(miss, 0.0, block).sum(axis=0)
+    has = n_obs > 0
+    mean = np.divide(total, n_obs, out=np.full(total.shape, np.nan), where=has)
+    eaf = mean / 2.0
+    maf = np.minimum(eaf, 1.0 - eaf)
+    mac = np.minimum(total, 2.0 * n_obs - total)
+    mac = np.where(has, mac, np.nan)
+    lo = np.fmin.reduce(block, axis=0) if n else np.full(block.shape[1], np.nan)
+    hi = np.fmax.reduce(block, axis=0) if n else np.full(block.shape[1], np.nan)
+    miss_rate = np.divide(n_missing, n, out=np.zeros(n_missing.shape), where=n > 0)
+    status = np.full(block.shape[1], "ok", dtype="<U11")
+    failed = has & ((maf < maf_min) | (miss_rate > max_missing))
+    status[failed] = "failed_qc"
+    status[has & (mac < mac_min)] = "low_mac"
+    status[has & (lo == hi)] = "monomorphic"
+    status[~has] = "all_missing"
+    fill = miss & has
+    n_imp = int(fill.sum())
+    if n_imp:
+        np.copyto(block, np.broadcast_to(mean, block.shape), where=fill)
+    return BlockQC(
+        n_obs=n_obs, n_missing=n_missing, eaf=eaf, maf=maf, mac=mac, status=status,
+        n_imputed=n_imp,
+    )
