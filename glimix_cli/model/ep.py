@@ -34,6 +34,7 @@ F = NDArray[np.float64]
 #: Largest number of EP sweeps before ConvergenceError.
 MAX_SWEEPS = 500
 _MIN_DAMPING = 1.0 / 64
+_DEBUG: list = []
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,28 @@ def ep_lml(core: DenseCore, mean: F, eta: F, tau: F, cav_mean: F, cav_var: F, lo
     )
 
 
+def site_update(tm, cav_mean: F, cav_var: F, cav_tau: F, cav_eta: F) -> tuple[F, F]:
+    """New site parameters from the tilted moments.
+
+    With ``a = dlogZ/dm`` and ``b = -d2logZ/dm2`` (``b >= 0`` for log-concave likelihoods):
+    ``tau = b / (1 - v b)`` and ``eta = (a + m b) / (1 - v b)``, free of cancellation when
+    the cavity is narrow (``v b`` small); when ``v b`` is near 1 (a sharp likelihood in a
+    wide cavity) ``tau = 1/var - 1/v`` is the accurate form instead.
+    """
+    vb = cav_var * tm.neg_d2log_z
+    narrow = vb < 0.5
+    with np.errstate(divide="ignore", invalid="ignore"):
+        one_m = 1.0 - vb
+        tau_a = tm.neg_d2log_z / one_m
+        eta_a = (tm.dlog_z + cav_mean * tm.neg_d2log_z) / one_m
+        tau_b = 1.0 / tm.var - cav_tau
+        eta_b = tm.mean / tm.var - cav_eta
+    new_tau = np.where(narrow, tau_a, tau_b)
+    new_eta = np.where(narrow, eta_a, eta_b)
+    # log-concave likelihoods give tau >= 0; rounding can leave a tiny negative value
+    return np.maximum(new_tau, 0.0), new_eta
+
+
 def run_ep(
     lik: Likelihood,
     mean: F,
@@ -117,21 +140,24 @@ def run_ep(
         cav_var = 1.0 / cav_tau
         cav_mean = cav_eta * cav_var
         tm = lik.tilted_moments(cav_mean, cav_var, n_int)
-        new_tau = 1.0 / tm.var - cav_tau
-        new_eta = tm.mean / tm.var - cav_eta
-        # log-concave likelihoods give tau >= 0; rounding can leave a tiny negative value
-        new_tau = np.maximum(new_tau, 0.0)
+        new_tau, new_eta = site_update(tm, cav_mean, cav_var, cav_tau, cav_eta)
         new_tau = np.where(ok, new_tau, tau)
         new_eta = np.where(ok, new_eta, eta)
         d_tau = np.abs(new_tau - tau) / (atol + rtol * np.abs(new_tau))
         d_eta = np.abs(new_eta - eta) / (atol + rtol * np.abs(new_eta))
         step = float(max(d_tau.max(initial=0.0), d_eta.max(initial=0.0)))
+        if _DEBUG:
+            j = int(np.argmax(np.maximum(d_tau, d_eta)))
+            _DEBUG.append((sweep, step, rho, j, tau[j], new_tau[j], eta[j], new_eta[j],
+                           cav_mean[j], cav_var[j]))
         if step <= 1.0:
             lml = ep_lml(core, mean, eta, tau, cav_mean, cav_var, tm.log_z)
             diag = EPDiagnostics(True, sweep, step, rho, skipped)
             return EPState(eta, tau, core, mu, lml, diag)
-        if step > prev_step and sweep > 1:
+        if sweep > 1 and step > 1.05 * prev_step:
             rho = max(rho / 2, _MIN_DAMPING)
+        elif sweep > 1 and step < prev_step:
+            rho = min(1.0, rho * 1.25)
         prev_step = step
         tau = tau + rho * (new_tau - tau)
         eta = eta + rho * (new_eta - eta)

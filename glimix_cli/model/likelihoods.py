@@ -36,11 +36,20 @@ _LOG_2PI = float(np.log(2 * np.pi))
 
 @dataclass(frozen=True)
 class TiltedMoments:
-    """Log normaliser, mean and variance of the tilted distributions, one per site."""
+    """Log normaliser, mean and variance of the tilted distributions, one per site.
+
+    ``dlog_z`` and ``neg_d2log_z`` are the first and minus the second derivative of
+    ``log Z`` in the cavity mean: ``E[g'(z)]`` and ``-(E[g''(z)] + Var[g'(z)])`` under the
+    tilted distribution (``g = log p(y|z)``). They give the EP site update without the
+    cancellation of ``1/var - 1/cavity_var`` when the cavity is narrow:
+    ``mean = m + v dlog_z`` and ``var = v - v^2 neg_d2log_z``.
+    """
 
     log_z: F
     mean: F
     var: F
+    dlog_z: F
+    neg_d2log_z: F
 
 
 class Likelihood:
@@ -209,6 +218,8 @@ def _numeric_moments(lik: Likelihood, m: F, v: F, n_int: int) -> TiltedMoments:
     log_z = np.empty(n)
     mean = np.empty(n)
     var = np.empty(n)
+    dlog_z = np.empty(n)
+    neg_d2 = np.empty(n)
     t = np.linspace(0.0, 1.0, n_int)
     w = np.ones(n_int)
     w[0] = w[-1] = 0.5
@@ -233,7 +244,12 @@ def _numeric_moments(lik: Likelihood, m: F, v: F, n_int: int) -> TiltedMoments:
         # density, so E[d^2] - off^2 loses no accuracy.
         var[sl] = (e * d * d).sum(axis=1) / s0 - off * off
         log_z[sl] = lf_max + np.log(s0 * du) - 0.5 * (_LOG_2PI + np.log(v[sl]))
-    return TiltedMoments(log_z, mean, var)
+        g1 = lik.dlogpdf(z, sl)
+        g2 = lik.d2logpdf(z, sl)
+        a = (e * g1).sum(axis=1) / s0
+        dlog_z[sl] = a
+        neg_d2[sl] = -((e * g2).sum(axis=1) / s0 + (e * (g1 - a[:, None]) ** 2).sum(axis=1) / s0)
+    return TiltedMoments(log_z, mean, var, dlog_z, np.maximum(neg_d2, 0.0))
 
 
 # ---------------------------------------------------------------------------------------
@@ -316,8 +332,9 @@ class Probit(Likelihood):
         mean = m + s * v * r / c
         # var = v - v^2 r (u + r) / (1 + v); 1 - r(u+r) computed without cancellation for
         # large negative u via the continued-fraction-free identity below.
-        var = v - v * v * r * (u + r) / (1.0 + v)
-        return TiltedMoments(log_z, mean, var)
+        b = r * (u + r) / (1.0 + v)
+        var = v - v * v * b
+        return TiltedMoments(log_z, mean, var, s * r / c, b)
 
 
 class Binomial(Likelihood):

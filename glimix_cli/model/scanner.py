@@ -16,6 +16,12 @@ through the Schur complement of the covariate block:
     lml    = -n/2 log(2 pi Q1 / n) - 1/2 log|C| - n/2    (ML scale s = Q1 / n)
     LRT    = 2 (lml1 - lml0) = -n log(1 - (m~'y~ - a' beta0)^2 / (e Q0))
 
+With ``fixed_scale`` set (the EP surrogate, whose covariance ``v0 K + v1 I + T^-1`` is
+fully specified on the latent scale) s is not estimated: ``LRT = (m~'y~ - a' beta0)^2 / e``
+and ``se(alpha) = sqrt(s / e)``. Re-estimating s there would fold the surrogate's overall
+dispersion (which differs from 1 for counts and rare binary traits) into every test and
+inflate them along the kinship directions, where genotypes live.
+
 Standard errors use the unbiased scale of the alternative, ``Q1 / (n - p - 1)``, so that
 with ``C = I`` they are the ordinary least-squares standard errors (as plink2 --glm
 reports): ``se(alpha) = sqrt(Q1 / ((n - p - 1) e))``. The ``scale`` returned is the ML one.
@@ -58,13 +64,22 @@ class FastScanner:
         self._setup(y, X, C)
 
     @classmethod
-    def from_covariance(cls, y: ArrayLike, X: ArrayLike, C: ArrayLike) -> FastScanner:
-        """Scanner for an explicit covariance shape ``C`` (n x n, positive definite)."""
+    def from_covariance(cls, y: ArrayLike, X: ArrayLike, C: ArrayLike,
+                        fixed_scale: float | None = None) -> FastScanner:
+        """Scanner for an explicit covariance ``C`` (n x n, positive definite).
+
+        ``fixed_scale=None`` estimates the scale s of ``s C`` (per candidate, by ML); a
+        number fixes it.
+        """
         self = cls.__new__(cls)
-        self._setup(np.asarray(y, dtype=np.float64).ravel(), X, np.asarray(C, dtype=np.float64))
+        self._setup(np.asarray(y, dtype=np.float64).ravel(), X, np.asarray(C, dtype=np.float64),
+                    fixed_scale)
         return self
 
-    def _setup(self, y: F, X: ArrayLike, C: F) -> None:
+    def _setup(self, y: F, X: ArrayLike, C: F, fixed_scale: float | None = None) -> None:
+        if fixed_scale is not None and not fixed_scale > 0:
+            raise ValueError("fixed_scale must be positive")
+        self._fixed = None if fixed_scale is None else float(fixed_scale)
         n = y.shape[0]
         X = np.asarray(X, dtype=np.float64)
         if X.ndim == 1:
@@ -100,12 +115,15 @@ class FastScanner:
     # -- null model -----------------------------------------------------------------------
     @property
     def null_scale(self) -> float:
-        return self._Q0 / self._n
+        return self._Q0 / self._n if self._fixed is None else self._fixed
 
     def null_lml(self) -> float:
         n = self._n
-        return float(-0.5 * n * np.log(2 * np.pi * self.null_scale) - 0.5 * self._logdetC
-                     - 0.5 * n)
+        s = self.null_scale
+        if self._fixed is not None:
+            return float(-0.5 * n * np.log(2 * np.pi * s) - 0.5 * self._logdetC
+                         - 0.5 * self._Q0 / s)
+        return float(-0.5 * n * np.log(2 * np.pi * s) - 0.5 * self._logdetC - 0.5 * n)
 
     @property
     def null_beta(self) -> F:
@@ -113,8 +131,9 @@ class FastScanner:
 
     @property
     def null_beta_covariance(self) -> F:
-        """Covariance of the null effects with the unbiased scale ``Q0 / (n - p)``."""
-        return self._Q0 / max(self._n - self._p, 1) * self._Ainv
+        """Covariance of the null effects (unbiased scale ``Q0 / (n - p)`` unless fixed)."""
+        s = self._Q0 / max(self._n - self._p, 1) if self._fixed is None else self._fixed
+        return s * self._Ainv
 
     @property
     def null_beta_se(self) -> F:
@@ -139,6 +158,8 @@ class FastScanner:
         e = c - np.einsum("ij,ij->j", a, Aia)
         num = my - a.T @ self._beta0
         collinear = ~(e > COLLINEAR_RTOL**2 * np.maximum(c, np.finfo(float).tiny))
+        if self._fixed is not None:
+            return self._fast_scan_fixed(a, Aia, e, num, c, collinear)
         with np.errstate(divide="ignore", invalid="ignore"):
             e_safe = np.where(collinear, np.nan, e)
             alpha = num / e_safe
@@ -165,6 +186,29 @@ class FastScanner:
             "collinear": collinear,
         }
 
+    def _fast_scan_fixed(self, a: F, Aia: F, e: F, num: F, c: F, collinear: F) -> dict[str, F]:
+        s = self._fixed
+        assert s is not None
+        with np.errstate(divide="ignore", invalid="ignore"):
+            e_safe = np.where(collinear, np.nan, e)
+            alpha = num / e_safe
+            lrt = num * num / (e_safe * s)
+            lml = self.null_lml() + 0.5 * lrt
+            beta = self._beta0[None, :] - (Aia * alpha).T
+            cov_diag = np.diag(self._Ainv)[None, :] + (Aia * Aia).T / e_safe[:, None]
+            beta_se = np.sqrt(s * cov_diag)
+            alpha_se = np.sqrt(s / e_safe)
+        return {
+            "lml": lml,
+            "lrt": np.where(collinear, np.nan, lrt),
+            "effsizes0": beta,
+            "effsizes0_se": beta_se,
+            "effsizes1": alpha,
+            "effsizes1_se": alpha_se,
+            "scale": np.full(e.shape, s),
+            "collinear": collinear,
+        }
+
     # -- joint scan ---------------------------------------------------------------------------
     def scan(self, M: ArrayLike) -> dict[str, F | float]:
         """Joint test of all columns of ``M`` (n, q) as extra fixed effects."""
@@ -176,9 +220,14 @@ class FastScanner:
         r = self._y - Z @ coef
         n = self._n
         Q1 = float(r @ r)
-        s1 = Q1 / n
-        se = np.sqrt(Q1 / max(n - Z.shape[1], 1) * np.diag(Ainv))
-        lml = float(-0.5 * n * np.log(2 * np.pi * s1) - 0.5 * self._logdetC - 0.5 * n)
+        if self._fixed is not None:
+            s1 = self._fixed
+            se = np.sqrt(s1 * np.diag(Ainv))
+            lml = float(-0.5 * n * np.log(2 * np.pi * s1) - 0.5 * self._logdetC - 0.5 * Q1 / s1)
+        else:
+            s1 = Q1 / n
+            se = np.sqrt(Q1 / max(n - Z.shape[1], 1) * np.diag(Ainv))
+            lml = float(-0.5 * n * np.log(2 * np.pi * s1) - 0.5 * self._logdetC - 0.5 * n)
         p = self._p
         return {
             "lml": lml,

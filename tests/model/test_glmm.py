@@ -322,3 +322,27 @@ def test_posterior_moments_match_dense_formula():
     mu = P @ (np.linalg.solve(Sigma, glmm.mean()) + site.eta)
     np.testing.assert_allclose(glmm.posteriori_covariance(), P, rtol=1e-8, atol=1e-12)
     np.testing.assert_allclose(glmm.posteriori_mean(), mu, rtol=1e-8, atol=1e-12)
+
+
+def test_fixed_scale_scanner_is_the_known_covariance_lrt():
+    rng = np.random.default_rng(14)
+    n, b = 25, 4
+    X = np.column_stack([np.ones(n), rng.normal(size=n)])
+    A = rng.normal(size=(n, n))
+    C = A @ A.T / n + np.eye(n)
+    M = rng.normal(size=(n, b))
+    y = rng.normal(size=n)
+    sc = FastScanner.from_covariance(y, X, C, fixed_scale=1.0)
+    res = sc.fast_scan(M)
+    Ci = np.linalg.inv(C)
+    b0 = np.linalg.solve(X.T @ Ci @ X, X.T @ Ci @ y)
+    lml0 = multivariate_normal(X @ b0, C).logpdf(y)
+    assert sc.null_lml() == pytest.approx(lml0, rel=1e-10)
+    for j in range(b):
+        Z = np.column_stack([X, M[:, j]])
+        V = np.linalg.inv(Z.T @ Ci @ Z)
+        coef = V @ Z.T @ Ci @ y
+        lml1 = multivariate_normal(Z @ coef, C).logpdf(y)
+        assert res["lrt"][j] == pytest.approx(2 * (lml1 - lml0), rel=1e-8)
+        assert res["effsizes1_se"][j] == pytest.approx(np.sqrt(V[-1, -1]), rel=1e-9)
+        assert sc.scan(M[:, [j]])["lml"] == pytest.approx(lml1, rel=1e-10)

@@ -150,3 +150,23 @@ def test_bad_outcomes_are_rejected(spec, y, msg):
 def test_names_are_case_insensitive():
     assert isinstance(make_likelihood(np.array([0.0, 1.0]), "Bernoulli"), Bernoulli)
     assert isinstance(make_likelihood(np.array([0.0, 1.0]), ("Binomial", [1, 1])), Binomial)
+
+
+@pytest.mark.parametrize("lik", cases(), ids=lambda c: c.name)
+def test_log_normaliser_derivatives_match_finite_differences(lik: Likelihood):
+    """dlog_z and neg_d2log_z against central differences of log Z in the cavity mean."""
+    for m, v in itertools.product([-3.0, 0.0, 2.5], [1e-3, 0.3, 5.0]):
+        mm = np.full(lik.n, m)
+        vv = np.full(lik.n, v)
+        tm = lik.tilted_moments(mm, vv)
+        h = 1e-3 * max(np.sqrt(v), 0.05)
+        up = lik.tilted_moments(mm + h, vv).log_z
+        dn = lik.tilted_moments(mm - h, vv).log_z
+        np.testing.assert_allclose(tm.dlog_z, (up - dn) / (2 * h), rtol=1e-5, atol=1e-7)
+        d2 = (up - 2 * tm.log_z + dn) / h**2
+        np.testing.assert_allclose(tm.neg_d2log_z, -d2, rtol=1e-3, atol=1e-4)
+        # and they are consistent with the moments
+        np.testing.assert_allclose(tm.mean, mm + vv * tm.dlog_z, rtol=1e-7, atol=1e-9)
+        narrow = vv * tm.neg_d2log_z < 0.5  # where v - v^2 b is well conditioned
+        np.testing.assert_allclose(tm.var[narrow], (vv - vv**2 * tm.neg_d2log_z)[narrow],
+                                   rtol=1e-6)

@@ -1,0 +1,90 @@
+"""Engine benchmark: Bernoulli EP null fit and the fast scanner (issue 2 targets).
+
+    python benchmarks/bench_engine.py --n 2000 --m-kin 2000 --m-scan 100000 --reps 3
+
+Simulates related-ish genotypes (K from ``--m-kin`` standardised variants), a Bernoulli
+trait with intercept + 1 covariate, fits the null GLMM by EP, hands off to GLMMNormal and
+scans ``--m-scan`` variants in blocks. Prints medians over ``--reps`` runs and writes JSON
+to benchmarks/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from glimix_cli import GLMMExpFam, economic_qs
+
+
+def simulate(n: int, m: int, rng: np.random.Generator):
+    f = rng.uniform(0.05, 0.5, size=m)
+    G = rng.binomial(2, f, size=(n, m)).astype(float)
+    Z = (G - 2 * f) / np.sqrt(2 * f * (1 - f))
+    K = Z @ Z.T / m
+    return K
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=2000)
+    ap.add_argument("--m-kin", type=int, default=2000)
+    ap.add_argument("--m-scan", type=int, default=100_000)
+    ap.add_argument("--block", type=int, default=4096)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--case-fraction", type=float, default=0.5)
+    args = ap.parse_args()
+    rng = np.random.default_rng(1)
+    n = args.n
+    K = simulate(n, args.m_kin, rng)
+    t = time.perf_counter()
+    QS = economic_qs(K)
+    t_eig = time.perf_counter() - t
+    X = np.column_stack([np.ones(n), rng.normal(size=n)])
+    g = rng.multivariate_normal(np.zeros(n), 0.5 * K, method="cholesky") if n <= 3000 else (
+        np.linalg.cholesky(K + 1e-6 * np.eye(n)) @ rng.normal(size=n) * np.sqrt(0.5))
+    liab = X @ [0.0, 0.3] + g + rng.logistic(size=n)
+    y = (liab > np.quantile(liab, 1 - args.case_fraction)).astype(float)
+    fit_times, scan_times = [], []
+    info = None
+    for _ in range(args.reps):
+        t = time.perf_counter()
+        glmm = GLMMExpFam(y, "bernoulli", X, QS)
+        glmm.delta = 0.0
+        glmm.fix("delta")
+        glmm.fit(verbose=False)
+        fit_times.append(time.perf_counter() - t)
+        info = glmm.fit_info
+        scanner = glmm.to_normal().get_fast_scanner()
+        t = time.perf_counter()
+        done = 0
+        block_rng = np.random.default_rng(2)
+        while done < args.m_scan:
+            b = min(args.block, args.m_scan - done)
+            M = np.asfortranarray(block_rng.binomial(2, 0.3, size=(b, n)).T.astype(float))
+            t0 = time.perf_counter()
+            scanner.fast_scan(M)
+            scan_times.append(time.perf_counter() - t0)
+            done += b
+    per_rep_scan = sum(scan_times) / args.reps
+    out = {
+        "n": n, "m_kin": args.m_kin, "m_scan": args.m_scan, "cores": os.cpu_count(),
+        "machine": platform.machine(), "eigh_s": t_eig,
+        "fit_s_median": statistics.median(fit_times), "fit_s_all": fit_times,
+        "scan_s_per_run_mean": per_rep_scan,
+        "fit_info": None if info is None else info.__dict__,
+    }
+    print(json.dumps(out, indent=1, default=str))
+    res = Path(__file__).parent / "results"
+    res.mkdir(exist_ok=True)
+    (res / f"engine_n{n}.json").write_text(json.dumps(out, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()

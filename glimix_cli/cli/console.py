@@ -1,0 +1,178 @@
+"""Terminal output (stderr): progress bars, summaries and error lines, with rich."""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from glimix_cli.pipeline.run import Reporter
+
+_CONSOLE: Console | None = None
+
+
+def console_err() -> Console:
+    global _CONSOLE
+    if _CONSOLE is None:
+        width = int(os.environ.get("GLIMIX_WIDTH", "0")) or None
+        _CONSOLE = Console(stderr=True, highlight=False, width=width)
+    return _CONSOLE
+
+
+def error(message: str) -> None:
+    """One red line on stderr."""
+    console_err().print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+
+
+class _Rate(TextColumn):
+    def __init__(self) -> None:
+        super().__init__("")
+
+    def render(self, task):  # type: ignore[override]
+        from rich.text import Text
+
+        speed = task.finished_speed or task.speed
+        if not speed or task.total is None:
+            return Text("")
+        return Text(f"{speed:,.0f}/s", style="cyan")
+
+
+LABELS = {"kinship": "kinship (GRM)", "null": "null model fit", "scan": "scanning variants"}
+
+
+class RichReporter(Reporter):
+    def __init__(self, quiet: bool = False):
+        self.quiet = quiet
+        self.console = console_err()
+        self._progress: Progress | None = None
+        self._tasks: dict[str, TaskID] = {}
+
+    def __enter__(self) -> RichReporter:
+        if not self.quiet:
+            self._progress = Progress(
+                SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                MofNCompleteColumn(), _Rate(), TimeElapsedColumn(), TextColumn("eta"),
+                TimeRemainingColumn(), console=self.console, transient=True,
+                disable=not sys.stderr.isatty(),
+            )
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def info(self, message: str) -> None:
+        if not self.quiet:
+            self.console.print(f"[dim]·[/] {escape(message)}", soft_wrap=True)
+
+    def warn(self, message: str) -> None:
+        if not self.quiet:
+            self.console.print(f"[yellow]warning:[/] {escape(message)}", soft_wrap=True)
+
+    def start(self, task: str, total: int | None) -> None:
+        if self._progress is not None:
+            self._tasks[task] = self._progress.add_task(LABELS.get(task, task), total=total)
+
+    def update(self, task: str, completed: int) -> None:
+        if self._progress is not None and task in self._tasks:
+            self._progress.update(self._tasks[task], completed=completed)
+
+    def finish(self, task: str) -> None:
+        if self._progress is not None and task in self._tasks:
+            self._progress.remove_task(self._tasks.pop(task))
+
+
+def _g(x: float | None, digits: int = 4) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "NA"
+    return f"{x:.{digits}g}"
+
+
+def _samples_table(counts: dict[str, int]) -> Table:
+    t = Table(title="samples", show_header=True, header_style="bold", box=None)
+    t.add_column("step")
+    t.add_column("kept", justify="right")
+    t.add_column("dropped", justify="right")
+    prev = None
+    for step, k in counts.items():
+        t.add_row(step, f"{k:,}", "" if prev is None else f"{prev - k:,}")
+        prev = k
+    return t
+
+
+def _null_tables(null) -> list[Table]:
+    eff = Table(title=f"null model: {null.likelihood}", header_style="bold", box=None)
+    eff.add_column("covariate")
+    eff.add_column("effect", justify="right")
+    eff.add_column("SE", justify="right")
+    for name, b, se in zip(null.covariates, null.beta, null.beta_se, strict=True):
+        eff.add_row(name, _g(b), _g(se))
+    par = Table(header_style="bold", box=None, show_header=False)
+    par.add_column("")
+    par.add_column("", justify="right")
+    par.add_row("v0 (kinship variance)", _g(null.v0))
+    par.add_row("v1 (iid latent variance)", _g(null.v1))
+    par.add_row("h2 latent = v0/(v0+v1)", _g(null.h2_latent, 3))
+    if null.h2_liability is not None:
+        par.add_row("h2 liability (link variance added)", _g(null.h2_liability, 3))
+    par.add_row("log marginal likelihood", f"{null.lml:.4f}")
+    status = null.status if null.status == "converged" else f"[yellow]{null.status}[/]"
+    par.add_row("optimiser", f"{status}: {null.iterations} iterations, "
+                f"{null.evaluations} evaluations" + (f", {null.ep_sweeps} EP sweeps"
+                                                      if null.ep_sweeps else ""))
+    par.add_row("fit time", f"{null.seconds:.1f} s")
+    return [eff, par]
+
+
+def print_fit_summary(outcome, seconds: float) -> None:
+    c = console_err()
+    c.print(_samples_table(outcome.inputs.match.counts))
+    for t in _null_tables(outcome.null):
+        c.print(t)
+    if outcome.null_path is not None:
+        c.print(f"[green]wrote[/] {outcome.null_path}")
+    c.print(f"done in {seconds:.1f} s")
+
+
+def print_scan_summary(summary) -> None:
+    c = console_err()
+    c.print(_samples_table(summary.inputs.match.counts))
+    for t in _null_tables(summary.null):
+        c.print(t)
+    st = Table(title="variants", header_style="bold", box=None)
+    st.add_column("status")
+    st.add_column("count", justify="right")
+    for k, v in sorted(summary.status_counts.items(), key=lambda kv: -kv[1]):
+        st.add_row(k, f"{v:,}")
+    c.print(st)
+    if summary.n_imputed:
+        c.print(f"missing genotype calls mean-imputed: {summary.n_imputed:,}")
+    c.print(f"lambda_GC = {_g(summary.lambda_gc, 4)} (all tested), "
+            f"{_g(summary.lambda_gc_common, 4)} (MAF >= 5%)")
+    if summary.top:
+        top = Table(title="top hits", header_style="bold", box=None)
+        for col in ("variant_id", "chromosome", "position", "beta", "SE", "-log10 p"):
+            top.add_column(col, justify="right" if col not in ("variant_id",) else "left")
+        for h in summary.top:
+            top.add_row(h["variant_id"], h["chromosome"], f"{h['base_pair_location']:,}",
+                        _g(h["beta"]), _g(h["se"]), f"{h['neg_log10_p']:.2f}")
+        c.print(top)
+    rate = summary.n_variants / summary.seconds if summary.seconds > 0 else float("nan")
+    c.print(f"[green]wrote[/] {summary.out}: {summary.n_variants:,} variants in "
+            f"{summary.seconds:.1f} s ({rate:,.0f} variants/s)")

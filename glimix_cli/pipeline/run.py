@@ -1,0 +1,641 @@
+"""Orchestration: inputs -> samples -> kinship -> null model -> streamed scan -> TSV.
+
+Nothing here prints. Progress and messages go through a :class:`Reporter` (the CLI gives
+a rich one; tests and workers use the silent default).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from glimix_cli.errors import ConvergenceError, InputError
+from glimix_cli.io.plink import Bfile, block_size_for_budget, iter_blocks, open_bfile
+from glimix_cli.io.results import HEADER, atomic_text_writer, format_rows, write_meta
+from glimix_cli.io.samples import SampleMatch, match_samples
+from glimix_cli.io.tables import DEFAULT_MISSING, Design, design_matrix, load_covariates, load_trait
+from glimix_cli.kinship import (
+    bfile_fingerprint,
+    kinship_qs,
+    load_kinship_cache,
+    read_kinship_matrix,
+    save_kinship_cache,
+)
+from glimix_cli.model.glmm import GLMMExpFam, GLMMNormal
+from glimix_cli.model.linalg import QSType, economic_qs
+from glimix_cli.model.lmm import LMM
+from glimix_cli.model.scanner import FastScanner
+from glimix_cli.model.stats import chi2_1_logsf, genomic_inflation
+from glimix_cli.pipeline.qc import block_qc, select_variants
+
+F = NDArray[np.float64]
+LIKELIHOODS = ("normal", "bernoulli", "probit", "binomial", "poisson")
+#: Variance of the standard logistic distribution: the residual of a logit liability.
+LOGIT_VARIANCE = math.pi**2 / 3
+NULL_FORMAT = 1
+
+
+class Reporter:
+    """Silent progress sink; the CLI overrides these methods."""
+
+    def info(self, message: str) -> None:
+        pass
+
+    def warn(self, message: str) -> None:
+        pass
+
+    def start(self, task: str, total: int | None) -> None:
+        pass
+
+    def update(self, task: str, completed: int) -> None:
+        pass
+
+    def finish(self, task: str) -> None:
+        pass
+
+
+# ----------------------------------------------------------------------------------------
+# configuration
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    bfile: Path
+    pheno: Path
+    pheno_name: str
+    likelihood: str = "normal"
+    trials_name: str | None = None
+    covar: Path | None = None
+    covar_names: tuple[str, ...] = ()
+    covar_cat: tuple[str, ...] = ()
+    missing_codes: tuple[str, ...] = tuple(DEFAULT_MISSING)
+    kinship: Path | None = None  # precomputed matrix (text)
+    kinship_cache: Path | None = None  # .npz from `glimix kinship`
+    kinship_extract: Path | None = None
+    kinship_maf: float = 0.0
+
+
+@dataclass(frozen=True)
+class ScanConfig:
+    chrom: str | None = None
+    from_bp: int | None = None
+    to_bp: int | None = None
+    extract: Path | None = None
+    maf: float = 0.0
+    mac: float = 5.0
+    max_missing: float = 1.0
+    chunk: tuple[int, int] = (1, 1)
+    block_size: int | None = None
+    null: Path | None = None
+
+
+# ----------------------------------------------------------------------------------------
+# inputs
+
+
+@dataclass
+class Inputs:
+    bfile: Bfile
+    match: SampleMatch
+    y: F
+    trials: F | None
+    design: Design
+    trait_coding: str
+    fingerprint: dict[str, Any]
+
+
+def file_fingerprint(path: Path | None, hash_limit: int = 64 << 20) -> dict[str, Any] | None:
+    """Size, mtime and (for files up to 64 MiB) the SHA-256 of a file."""
+    if path is None:
+        return None
+    p = Path(path)
+    st = p.stat()
+    fp: dict[str, Any] = {"path": str(p), "size": st.st_size, "mtime": int(st.st_mtime)}
+    if st.st_size <= hash_limit:
+        fp["sha256"] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return fp
+
+
+def load_inputs(cfg: InputConfig, rep: Reporter) -> Inputs:
+    if cfg.likelihood not in LIKELIHOODS:
+        raise InputError(f"--likelihood {cfg.likelihood}: unknown; use one of "
+                         f"{', '.join(LIKELIHOODS)}")
+    if cfg.likelihood == "binomial" and not cfg.trials_name:
+        raise InputError(f"{cfg.pheno}: the binomial likelihood needs the number of trials - "
+                         "add --trials-name COLUMN")
+    bfile = open_bfile(cfg.bfile)
+    rep.info(f"genotypes: {bfile.n_samples:,} samples x {bfile.n_variants:,} variants "
+             f"({bfile.bed})")
+    trait = load_trait(cfg.pheno, cfg.pheno_name, cfg.likelihood, cfg.trials_name,
+                       cfg.missing_codes)
+    if trait.coding:
+        rep.info(f"trait {cfg.pheno_name}: {trait.coding}")
+    cov = None
+    if cfg.covar is not None:
+        cov = load_covariates(cfg.covar, list(cfg.covar_names) or None, cfg.covar_cat,
+                              cfg.missing_codes)
+    kin_ids = None
+    kin_matrix = None
+    if cfg.kinship is not None:
+        kin_matrix, kin_ids = read_kinship_matrix(cfg.kinship, bfile.samples)
+    match = match_samples(bfile.samples, trait, cov, kin_ids)
+    y = np.asarray(trait.y, dtype=np.float64)[match.trait_index]
+    trials = None if trait.trials is None else np.asarray(trait.trials)[match.trait_index]
+    if cov is not None:
+        table = cov.table.iloc[match.cov_index].reset_index(drop=True)
+        design = design_matrix(table, cov.cat_columns)
+    else:
+        design = design_matrix(_empty_table(match.n), ())
+    for name, why in design.dropped:
+        rep.warn(f"covariate {name} dropped: {why} in the analysed samples")
+    _check_trait_variation(y, cfg, match.n)
+    fp = {
+        "bfile": bfile_fingerprint(bfile, {}),
+        "pheno": file_fingerprint(cfg.pheno),
+        "covar": file_fingerprint(cfg.covar),
+        "kinship": file_fingerprint(cfg.kinship),
+        "pheno_name": cfg.pheno_name,
+        "likelihood": cfg.likelihood,
+        "trials_name": cfg.trials_name,
+        "covar_names": list(cfg.covar_names),
+        "covar_cat": list(cfg.covar_cat),
+        "missing_codes": list(cfg.missing_codes),
+    }
+    inputs = Inputs(bfile, match, y, trials, design, trait.coding, fp)
+    inputs._kinship_matrix = kin_matrix  # type: ignore[attr-defined]
+    return inputs
+
+
+def _empty_table(n: int):
+    import pandas as pd
+
+    return pd.DataFrame(index=range(n))
+
+
+def _check_trait_variation(y: F, cfg: InputConfig, n: int) -> None:
+    if n < 3:
+        raise InputError(f"{cfg.pheno}: only {n} samples remain after matching - need at least 3")
+    if np.all(y == y[0]) and cfg.likelihood in ("normal", "bernoulli", "probit"):
+        raise InputError(f"{cfg.pheno}: trait {cfg.pheno_name} has the single value {y[0]:g} "
+                         "in all analysed samples - nothing to model; check the coding")
+
+
+# ----------------------------------------------------------------------------------------
+# kinship
+
+
+@dataclass
+class Kinship:
+    K: F  # analysed samples x analysed samples
+    QS: QSType | None  # eigendecomposition of K, when already known
+    source: str
+    n_variants: int | None = None
+
+    def qs(self) -> QSType:
+        if self.QS is None:
+            self.QS = economic_qs(self.K)
+        return self.QS
+
+
+def kinship_options(cfg: InputConfig, bfile: Bfile) -> dict[str, Any]:
+    extract = None
+    if cfg.kinship_extract is not None:
+        extract = file_fingerprint(cfg.kinship_extract)
+    return {"kinship_extract": extract, "maf_min": cfg.kinship_maf}
+
+
+def _kinship_variants(cfg: InputConfig, bfile: Bfile) -> NDArray[np.intp] | None:
+    if cfg.kinship_extract is None:
+        return None
+    sel = select_variants(bfile.variants, extract=cfg.kinship_extract)
+    if sel.indices.size == 0:
+        raise InputError(f"{cfg.kinship_extract}: none of its {sel.n_extract_ids} ids are in "
+                         f"{bfile.bim} - check the variant ids")
+    return sel.indices
+
+
+def build_kinship(cfg: InputConfig, inputs: Inputs, rep: Reporter) -> Kinship:
+    bfile, match = inputs.bfile, inputs.match
+    idx = match.geno_index
+    kin_matrix = getattr(inputs, "_kinship_matrix", None)
+    if kin_matrix is not None:
+        assert match.kinship_index is not None
+        k = match.kinship_index
+        rep.info(f"kinship: precomputed matrix {cfg.kinship}")
+        return Kinship(np.ascontiguousarray(kin_matrix[np.ix_(k, k)]), None, str(cfg.kinship))
+    if cfg.kinship_cache is not None and Path(cfg.kinship_cache).exists():
+        fp = bfile_fingerprint(bfile, kinship_options(cfg, bfile))
+        s = bfile.samples
+        QS = load_kinship_cache(cfg.kinship_cache, fp, s["fid"].to_numpy(),
+                                s["iid"].to_numpy())
+        (Q0, _), S0 = QS
+        rep.info(f"kinship: cache {cfg.kinship_cache} (rank {S0.size})")
+        if idx.size == bfile.n_samples:
+            K = (Q0 * S0) @ Q0.T
+            return Kinship((K + K.T) / 2, QS, str(cfg.kinship_cache))
+        Qs = Q0[idx]
+        K = (Qs * S0) @ Qs.T
+        return Kinship((K + K.T) / 2, None, str(cfg.kinship_cache))
+    variants = _kinship_variants(cfg, bfile)
+    m = bfile.n_variants if variants is None else variants.size
+    rep.start("kinship", m)
+    res = kinship_qs(bfile, idx, variants, cfg.kinship_maf,
+                     progress=lambda done, total: rep.update("kinship", done))
+    rep.finish("kinship")
+    rep.info(f"kinship: GRM of {match.n:,} samples from {res.n_variants_used:,} variants "
+             f"({res.n_skipped_monomorphic:,} monomorphic"
+             + (f", {res.n_skipped_maf:,} under MAF {cfg.kinship_maf}" if res.n_skipped_maf else "")
+             + ")")
+    if res.n_variants_used == 0:
+        raise InputError(f"{bfile.bed}: no polymorphic variant left for the kinship matrix - "
+                         "check --kinship-extract / --kinship-maf")
+    QS = res.QS
+    if res.K is not None:
+        K = res.K
+    else:
+        assert QS is not None
+        (Q0, _), S0 = QS
+        K = (Q0 * S0) @ Q0.T
+        K = (K + K.T) / 2
+    return Kinship(K, QS, "GRM", res.n_variants_used)
+
+
+# ----------------------------------------------------------------------------------------
+# null model
+
+
+@dataclass
+class NullModel:
+    likelihood: str
+    n: int
+    covariates: list[str]
+    beta: list[float]
+    beta_se: list[float]
+    v0: float
+    v1: float
+    scale: float
+    delta: float
+    h2_latent: float
+    h2_liability: float | None
+    lml: float
+    status: str
+    message: str
+    iterations: int
+    evaluations: int
+    ep_sweeps: int
+    seconds: float
+    eta: list[float] = field(default_factory=list)
+    tau: list[float] = field(default_factory=list)
+    scanner: FastScanner | None = None
+
+    def facts(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("scanner")
+        d.pop("eta")
+        d.pop("tau")
+        return d
+
+
+def _start_beta(y: F, trials: F | None, names: list[str], p: int, likelihood: str) -> F:
+    beta = np.zeros(p)
+    if not names or names[0] != "intercept":
+        return beta
+    if likelihood in ("bernoulli", "binomial", "probit"):
+        tot = trials.sum() if trials is not None else y.size
+        p = float(np.clip(y.sum() / tot, 1e-3, 1 - 1e-3))
+        if likelihood == "probit":
+            from scipy.special import ndtri
+
+            beta[0] = float(ndtri(p))
+        else:
+            beta[0] = math.log(p / (1 - p))
+    elif likelihood == "poisson":
+        beta[0] = math.log(max(float(y.mean()), 1e-3))
+    return beta
+
+
+def fit_null(inputs: Inputs, kin: Kinship, likelihood: str, rep: Reporter) -> NullModel:
+    rep.start("null", None)
+    try:
+        return fit_null_arrays(inputs.y, inputs.trials, inputs.design.X, inputs.design.names,
+                               kin, likelihood)
+    finally:
+        rep.finish("null")
+
+
+def fit_null_arrays(y: F, trials: F | None, X: F, names: list[str], kin: Kinship,
+                    likelihood: str) -> NullModel:
+    """Fit the null model of one trait and build its fixed-covariance scanner."""
+    t0 = time.perf_counter()
+    n = y.size
+    try:
+        if likelihood == "normal":
+            lmm = LMM(y, X, kin.qs())
+            lmm.fit()
+            scanner = lmm.get_fast_scanner()
+            v0, v1 = lmm.v0, lmm.v1
+            res = NullModel(
+                likelihood, n, names, lmm.beta.tolist(), lmm.beta_se.tolist(), v0, v1,
+                lmm.scale, lmm.delta, _ratio(v0, v0 + v1), None, lmm.lml(), "converged",
+                "delta maximised by grid + bounded Brent", 0, 0, 0,
+                time.perf_counter() - t0, scanner=scanner)
+            return res
+        spec: Any = ("binomial", trials) if likelihood == "binomial" else likelihood
+        glmm = GLMMExpFam(y, spec, X, K=kin.K)
+        glmm.beta = _start_beta(y, trials, names, X.shape[1], likelihood)
+        if likelihood in ("bernoulli", "probit"):
+            # v1 is not identifiable for a 0/1 trait: an iid latent term only rescales the
+            # link (exactly so for probit). Fix it at zero; the link supplies the residual.
+            glmm.delta = 0.0
+            glmm.fix("delta")
+        glmm.fit(verbose=False)
+        info = glmm.fit_info
+        assert info is not None
+        normal = glmm.to_normal()
+        scanner = normal.get_fast_scanner()
+        se = np.sqrt(np.diag(normal.beta_covariance()))
+        v0, v1 = glmm.v0, glmm.v1
+        link_var = {"bernoulli": LOGIT_VARIANCE, "binomial": LOGIT_VARIANCE,
+                    "probit": 1.0}.get(likelihood)
+        h2_liab = None if link_var is None else _ratio(v0, v0 + v1 + link_var)
+        site = glmm.site
+        return NullModel(
+            likelihood, n, names, glmm.beta.tolist(), se.tolist(), v0, v1, glmm.scale,
+            glmm.delta, _ratio(v0, v0 + v1), h2_liab, glmm.lml(), info.status,
+            info.message + (f" (at bound: {', '.join(info.at_bound)})" if info.at_bound else ""),
+            info.iterations, info.evaluations, info.ep_sweeps, time.perf_counter() - t0,
+            eta=site.eta.tolist(), tau=site.tau.tolist(), scanner=scanner)
+    except ConvergenceError as exc:
+        raise ConvergenceError(f"null model ({likelihood}, n={n}): {exc}") from None
+
+
+def _ratio(a: float, b: float) -> float:
+    return float(a / b) if b > 0 else float("nan")
+
+
+def null_json(inputs: Inputs, kin: Kinship, null: NullModel, cfg: InputConfig) -> dict[str, Any]:
+    from glimix_cli import __version__
+
+    import numpy
+    import scipy
+
+    return {
+        "format": NULL_FORMAT,
+        "software": {"glimix": __version__, "numpy": numpy.__version__,
+                     "scipy": scipy.__version__, "python": platform.python_version()},
+        "inputs": inputs.fingerprint,
+        "kinship": {"source": kin.source, "n_variants": kin.n_variants,
+                    "options": kinship_options(cfg, inputs.bfile)},
+        "samples": {"counts": dict(inputs.match.counts),
+                    "fid": [str(f) for f in inputs.match.fid],
+                    "iid": [str(i) for i in inputs.match.iid]},
+        "trait_coding": inputs.trait_coding,
+        "covariates_dropped": [list(d) for d in inputs.design.dropped],
+        "null": null.facts(),
+        "sites": {"eta": null.eta, "tau": null.tau},
+    }
+
+
+def write_null_json(path: Path, payload: dict[str, Any]) -> None:
+    with atomic_text_writer(path) as fh:
+        json.dump(payload, fh, indent=1)
+        fh.write("\n")
+
+
+def null_from_json(path: Path, inputs: Inputs, kin: Kinship, cfg: InputConfig) -> NullModel:
+    """Rebuild the null model (and its scanner) from ``PREFIX.null.json`` without refitting."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise InputError(f"{path}: not found - run `glimix fit ... --out PREFIX` first") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: not valid JSON ({exc.msg}) - rerun glimix fit") from None
+    if data.get("format") != NULL_FORMAT or "null" not in data:
+        raise InputError(f"{path}: not a glimix null-model file - rerun glimix fit")
+    rebuild = "rerun `glimix fit` with these inputs, or drop --null"
+    for key in ("pheno", "covar", "pheno_name", "likelihood", "trials_name", "covar_names",
+                "covar_cat", "missing_codes", "kinship"):
+        if data["inputs"].get(key) != inputs.fingerprint.get(key):
+            raise InputError(f"{path}: fitted with a different {key.replace('_', '-')} than "
+                             f"this run - {rebuild}")
+    if data["inputs"]["bfile"] != inputs.fingerprint["bfile"]:
+        raise InputError(f"{path}: fitted on other genotype files - {rebuild}")
+    if data["kinship"]["options"] != kinship_options(cfg, inputs.bfile):
+        raise InputError(f"{path}: fitted with other kinship options - {rebuild}")
+    if data["samples"]["iid"] != [str(i) for i in inputs.match.iid] or data["samples"]["fid"] != [
+        str(f) for f in inputs.match.fid
+    ]:
+        raise InputError(f"{path}: fitted on other samples - {rebuild}")
+    f = data["null"]
+    X = inputs.design.X
+    if f["covariates"] != inputs.design.names:
+        raise InputError(f"{path}: fitted with other covariates - {rebuild}")
+    if f["likelihood"] == "normal":
+        delta = float(f["delta"])
+        n = X.shape[0]
+        C = (1 - delta) * kin.K
+        C[np.diag_indices(n)] += delta
+        scanner = FastScanner.from_covariance(inputs.y, X, C)
+    else:
+        normal = GLMMNormal(np.asarray(data["sites"]["eta"]), np.asarray(data["sites"]["tau"]),
+                            X, K=kin.K)
+        normal.beta = f["beta"]
+        normal.scale = float(f["scale"])
+        normal.delta = float(f["delta"])
+        scanner = normal.get_fast_scanner()
+    fields = {k: f[k] for k in NullModel.__dataclass_fields__ if k in f}
+    null = NullModel(**fields)
+    null.scanner = scanner
+    return null
+
+
+# ----------------------------------------------------------------------------------------
+# commands
+
+
+@dataclass
+class FitOutcome:
+    inputs: Inputs
+    kinship: Kinship
+    null: NullModel
+    null_path: Path | None
+
+
+def run_fit(cfg: InputConfig, out_prefix: Path | None, rep: Reporter) -> FitOutcome:
+    inputs = load_inputs(cfg, rep)
+    kin = build_kinship(cfg, inputs, rep)
+    null = fit_null(inputs, kin, cfg.likelihood, rep)
+    path = None
+    if out_prefix is not None:
+        path = Path(f"{out_prefix}.null.json")
+        write_null_json(path, null_json(inputs, kin, null, cfg))
+    return FitOutcome(inputs, kin, null, path)
+
+
+def run_kinship(bfile_path: Path, extract: Path | None, maf: float, out: Path,
+                rep: Reporter) -> dict[str, Any]:
+    bfile = open_bfile(bfile_path)
+    cfg = InputConfig(bfile=bfile_path, pheno=Path("."), pheno_name="", kinship_extract=extract,
+                      kinship_maf=maf)
+    variants = _kinship_variants(cfg, bfile)
+    m = bfile.n_variants if variants is None else variants.size
+    rep.start("kinship", m)
+    res = kinship_qs(bfile, None, variants, maf,
+                     progress=lambda done, total: rep.update("kinship", done))
+    rep.finish("kinship")
+    if res.n_variants_used == 0 or res.QS is None:
+        raise InputError(f"{bfile.bed}: no polymorphic variant left for the kinship matrix - "
+                         "check --kinship-extract / --maf")
+    fp = bfile_fingerprint(bfile, kinship_options(cfg, bfile))
+    s = bfile.samples
+    save_kinship_cache(out, res.QS, s["fid"].to_numpy(), s["iid"].to_numpy(), fp)
+    return {"n_samples": bfile.n_samples, "n_variants_used": res.n_variants_used,
+            "rank": int(res.QS[1].size), "monomorphic": res.n_skipped_monomorphic,
+            "skipped_maf": res.n_skipped_maf}
+
+
+@dataclass
+class ScanSummary:
+    out: Path
+    n_variants: int
+    status_counts: dict[str, int]
+    lambda_gc: float
+    lambda_gc_common: float
+    top: list[dict[str, Any]]
+    seconds: float
+    null: NullModel
+    inputs: Inputs
+    n_imputed: int
+
+
+def chunk_range(n: int, i: int, k: int) -> tuple[int, int]:
+    """Contiguous, near-equal split of ``n`` items into ``k`` chunks; bounds of chunk i (1-based)."""
+    if not (1 <= i <= k):
+        raise InputError(f"--chunk {i}/{k}: I must be between 1 and N")
+    base, extra = divmod(n, k)
+    start = (i - 1) * base + min(i - 1, extra)
+    stop = start + base + (1 if i <= extra else 0)
+    return start, stop
+
+
+def run_scan(cfg: InputConfig, scfg: ScanConfig, out: Path, rep: Reporter) -> ScanSummary:
+    t0 = time.perf_counter()
+    inputs = load_inputs(cfg, rep)
+    bfile = inputs.bfile
+    sel = select_variants(bfile.variants, scfg.chrom, scfg.from_bp, scfg.to_bp, scfg.extract)
+    if sel.n_extract_not_found:
+        rep.warn(f"{scfg.extract}: {sel.n_extract_not_found:,} of {sel.n_extract_ids:,} ids not "
+                 f"in {bfile.bim} (e.g. {', '.join(sel.extract_not_found_examples[:3])})")
+    if sel.indices.size == 0:
+        raise InputError(f"{bfile.bim}: no variant matches the selection (--chrom/--from-bp/"
+                         "--to-bp/--extract) - check the chromosome names and ranges")
+    i, k = scfg.chunk
+    start, stop = chunk_range(sel.indices.size, i, k)
+    indices = sel.indices[start:stop]
+    kin = build_kinship(cfg, inputs, rep)
+    if scfg.null is not None:
+        null = null_from_json(scfg.null, inputs, kin, cfg)
+        rep.info(f"null model: reused {scfg.null}")
+    else:
+        null = fit_null(inputs, kin, cfg.likelihood, rep)
+    scanner = null.scanner
+    assert scanner is not None
+    n = inputs.match.n
+    bs = scfg.block_size or min(block_size_for_budget(n, 256), 4096)
+    run_fp = {
+        "inputs": inputs.fingerprint,
+        "kinship": kinship_options(cfg, bfile),
+        "selection": [int(sel.indices[0]), int(sel.indices[-1]), int(sel.indices.size)],
+        "qc": [scfg.maf, scfg.mac, scfg.max_missing],
+        "null": scfg.null is not None,
+    }
+    run_hash = hashlib.sha256(json.dumps(run_fp, sort_keys=True, default=str).encode()).hexdigest()
+    counts: Counter[str] = Counter()
+    chisq_all: list[F] = []
+    common: list[F] = []
+    top: list[tuple[float, dict[str, Any]]] = []
+    n_imputed = 0
+    v = bfile.variants
+    done = 0
+    rep.start("scan", int(indices.size))
+    with atomic_text_writer(out) as fh:
+        fh.write(HEADER)
+        for idx, block in iter_blocks(bfile, indices, bs, inputs.match.geno_index):
+            qc = block_qc(block, scfg.maf, scfg.mac, scfg.max_missing)
+            n_imputed += qc.n_imputed
+            b = idx.size
+            beta = np.full(b, np.nan)
+            se = np.full(b, np.nan)
+            lrt = np.full(b, np.nan)
+            status = qc.status.astype(object)
+            ok = np.flatnonzero(qc.ok)
+            if ok.size:
+                r = scanner.fast_scan(block[:, ok] if ok.size < b else block)
+                beta[ok] = r["effsizes1"]
+                se[ok] = r["effsizes1_se"]
+                lrt[ok] = r["lrt"]
+                col = ok[r["collinear"]]
+                status[col] = "collinear"
+            nlp = -chi2_1_logsf(lrt) / np.log(10)
+            rows = {
+                "chromosome": v["chrom"].to_numpy()[idx],
+                "base_pair_location": v["pos"].to_numpy()[idx],
+                "effect_allele": v["a1"].to_numpy()[idx],
+                "other_allele": v["a2"].to_numpy()[idx],
+                "beta": beta,
+                "standard_error": se,
+                "effect_allele_frequency": qc.eaf,
+                "neg_log10_p_value": nlp,
+                "variant_id": v["variant_id"].to_numpy()[idx],
+                "n": qc.n_obs,
+                "lrt_chisq": lrt,
+                "status": status,
+            }
+            fh.write(format_rows(rows))
+            counts.update(status.tolist())
+            good = status == "ok"
+            chisq_all.append(lrt[good])
+            common.append(lrt[good & (qc.maf >= 0.05)])
+            for j in np.flatnonzero(good):
+                if len(top) < 5 or nlp[j] > top[-1][0]:
+                    top.append((float(nlp[j]), {"variant_id": str(rows["variant_id"][j]),
+                                                "chromosome": str(rows["chromosome"][j]),
+                                                "base_pair_location": int(
+                                                    rows["base_pair_location"][j]),
+                                                "beta": float(beta[j]), "se": float(se[j]),
+                                                "neg_log10_p": float(nlp[j])}))
+                    top.sort(key=lambda t: -t[0])
+                    del top[5:]
+            done += b
+            rep.update("scan", done)
+        meta = {
+            "glimix_scan": 1,
+            "run_fingerprint": run_hash,
+            "chunk": {"i": i, "n": k},
+            "variants": {"selected": int(sel.indices.size), "start": start, "stop": stop},
+            "n_rows": int(indices.size),
+            "likelihood": cfg.likelihood,
+            "samples": n,
+        }
+    rep.finish("scan")
+    write_meta(out, meta)
+    all_c = np.concatenate(chisq_all) if chisq_all else np.empty(0)
+    com_c = np.concatenate(common) if common else np.empty(0)
+    return ScanSummary(out, int(indices.size), dict(counts), genomic_inflation(all_c),
+                       genomic_inflation(com_c), [t[1] for t in top],
+                       time.perf_counter() - t0, null, inputs, n_imputed)
+
+
+def default_threads() -> int:
+    return os.cpu_count() or 1
