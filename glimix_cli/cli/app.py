@@ -289,3 +289,7 @@ def merge(
 
 def main() -> None:
     app()
+
+
+# Commands defined in their own modules register themselves on ``app`` when imported.
+from glimix_cli.cli import cmd_export, cmd_plot  # noqa: E402,F401

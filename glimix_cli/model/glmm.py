@@ -81,6 +81,8 @@ class _GLMMBase:
         self._delta = 0.5
         self._fixed: set[str] = set()
         self.fit_info: FitInfo | None = None
+        #: (low, high) bounds of ``scale`` during fit(); see SCALE_BOUNDS.
+        self.scale_bounds: tuple[float, float] = SCALE_BOUNDS
 
     # -- parameters -----------------------------------------------------------------------
     @property
@@ -212,7 +214,7 @@ class _GLMMBase:
             x.extend(np.linalg.solve(self._beta_transform(), self._beta).tolist())
             bounds.extend([(None, None)] * self._beta.shape[0])
         if "scale" in free:
-            lo, hi = SCALE_BOUNDS
+            lo, hi = self.scale_bounds
             x.append(float(np.clip(np.log(self._scale), np.log(lo), np.log(hi))))
             bounds.append((np.log(lo), np.log(hi)))
         if "delta" in free:
@@ -268,7 +270,7 @@ class _GLMMBase:
         at_bound = []
         j = self._beta.shape[0] if "beta" in free else 0
         if "scale" in free:
-            lo, hi = SCALE_BOUNDS
+            lo, hi = self.scale_bounds
             if np.isclose(res.x[j], np.log(hi)) or np.isclose(res.x[j], np.log(lo)):
                 at_bound.append("scale")
             j += 1

@@ -82,6 +82,10 @@ class Likelihood:
     def d2logpdf(self, z: F, idx: slice | F | None = None) -> F:  # pragma: no cover
         raise NotImplementedError
 
+    def logpdf_derivs(self, z: F, idx: slice | F | None = None) -> tuple[F, F, F]:
+        """``(logpdf, dlogpdf, d2logpdf)`` in one pass (subclasses share work here)."""
+        return self.logpdf(z, idx), self.dlogpdf(z, idx), self.d2logpdf(z, idx)
+
     # -- shared ------------------------------------------------------------------------
     @property
     def n(self) -> int:
@@ -234,7 +238,8 @@ def _numeric_moments(lik: Likelihood, m: F, v: F, n_int: int) -> TiltedMoments:
         d = al[:, None] * np.sinh(u)  # z - c
         jac = al[:, None] * np.cosh(u) * w
         z = c[:, None] + d
-        lf = lik.logpdf(z, sl) - 0.5 * (z - m[sl, None]) ** 2 / v[sl, None]
+        lp, g1, g2 = lik.logpdf_derivs(z, sl)
+        lf = lp - 0.5 * (z - m[sl, None]) ** 2 / v[sl, None]
         lf_max = lf.max(axis=1)
         e = np.exp(lf - lf_max[:, None]) * jac
         s0 = e.sum(axis=1)
@@ -244,8 +249,6 @@ def _numeric_moments(lik: Likelihood, m: F, v: F, n_int: int) -> TiltedMoments:
         # density, so E[d^2] - off^2 loses no accuracy.
         var[sl] = (e * d * d).sum(axis=1) / s0 - off * off
         log_z[sl] = lf_max + np.log(s0 * du) - 0.5 * (_LOG_2PI + np.log(v[sl]))
-        g1 = lik.dlogpdf(z, sl)
-        g2 = lik.d2logpdf(z, sl)
         a = (e * g1).sum(axis=1) / s0
         dlog_z[sl] = a
         neg_d2[sl] = -((e * g2).sum(axis=1) / s0 + (e * (g1 - a[:, None]) ** 2).sum(axis=1) / s0)
@@ -281,6 +284,14 @@ class Bernoulli(Likelihood):
 
     def d2logpdf(self, z, idx=None):
         return -expit(z) * expit(-z)
+
+    def logpdf_derivs(self, z, idx=None):
+        s = self._sign(idx, np.ndim(z))
+        sz = s * z
+        lp = -np.logaddexp(0.0, -sz)
+        p = np.exp(lp)  # P(y | z) = expit(s z)
+        q = expit(-sz)
+        return lp, s * q, -p * q
 
 
 class Probit(Likelihood):
@@ -380,6 +391,16 @@ class Binomial(Likelihood):
         nt = self._col(self.ntrials, idx, np.ndim(z))
         return -nt * expit(z) * expit(-z)
 
+    def logpdf_derivs(self, z, idx=None):
+        nd = np.ndim(z)
+        y = self._col(self.y, idx, nd)
+        nt = self._col(self.ntrials, idx, nd)
+        c = self._col(self._logc, idx, nd)
+        lpos = -np.logaddexp(0.0, -z)  # log expit(z)
+        lneg = -np.logaddexp(0.0, z)  # log expit(-z)
+        p = np.exp(lpos)
+        return c + y * lpos + (nt - y) * lneg, y - nt * p, -nt * p * np.exp(lneg)
+
 
 class Poisson(Likelihood):
     """Poisson with log link: ``y ~ Poisson(exp(z))``."""
@@ -412,6 +433,13 @@ class Poisson(Likelihood):
 
     def d2logpdf(self, z, idx=None):
         return -np.exp(z)
+
+    def logpdf_derivs(self, z, idx=None):
+        nd = np.ndim(z)
+        y = self._col(self.y, idx, nd)
+        c = self._col(self._logfact, idx, nd)
+        ez = np.exp(z)
+        return y * z - ez - c, y - ez, -ez
 
 
 def _check_finite_1d(y: F, name: str) -> None:

@@ -44,6 +44,8 @@ LIKELIHOODS = ("normal", "bernoulli", "probit", "binomial", "poisson")
 #: Variance of the standard logistic distribution: the residual of a logit liability.
 LOGIT_VARIANCE = math.pi**2 / 3
 NULL_FORMAT = 1
+#: Upper bound of v0 for Bernoulli/probit null fits (see fit_null_arrays).
+BINARY_MAX_V0 = 30.0
 
 
 class Reporter:
@@ -341,14 +343,16 @@ def fit_null_arrays(y: F, trials: F | None, X: F, names: list[str], kin: Kinship
     n = y.size
     try:
         if likelihood == "normal":
-            lmm = LMM(y, X, kin.qs())
+            # REML for the variance ratio: the standardised GRM is singular along the
+            # intercept direction, where ML would push delta to 0 (log|V| -> -inf).
+            lmm = LMM(y, X, kin.qs(), restricted=True)
             lmm.fit()
             scanner = lmm.get_fast_scanner()
             v0, v1 = lmm.v0, lmm.v1
             res = NullModel(
                 likelihood, n, names, lmm.beta.tolist(), lmm.beta_se.tolist(), v0, v1,
                 lmm.scale, lmm.delta, _ratio(v0, v0 + v1), None, lmm.lml(), "converged",
-                "delta maximised by grid + bounded Brent", 0, 0, 0,
+                "REML: delta by grid + bounded Brent", 0, 0, 0,
                 time.perf_counter() - t0, scanner=scanner)
             return res
         spec: Any = ("binomial", trials) if likelihood == "binomial" else likelihood
@@ -359,6 +363,11 @@ def fit_null_arrays(y: F, trials: F | None, X: F, names: list[str], kin: Kinship
             # link (exactly so for probit). Fix it at zero; the link supplies the residual.
             glmm.delta = 0.0
             glmm.fix("delta")
+            # With K close to I (unrelated samples) v0 K acts like iid latent noise, which a
+            # 0/1 trait cannot tell from the link's own scale: the likelihood is flat as v0
+            # grows. Cap v0 where the liability heritability reaches 0.90 (logit) / 0.97
+            # (probit); the fit then reports status at_bound.
+            glmm.scale_bounds = (1e-8, BINARY_MAX_V0)
         glmm.fit(verbose=False)
         info = glmm.fit_info
         assert info is not None

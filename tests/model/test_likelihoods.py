@@ -170,3 +170,13 @@ def test_log_normaliser_derivatives_match_finite_differences(lik: Likelihood):
         narrow = vv * tm.neg_d2log_z < 0.5  # where v - v^2 b is well conditioned
         np.testing.assert_allclose(tm.var[narrow], (vv - vv**2 * tm.neg_d2log_z)[narrow],
                                    rtol=1e-6)
+
+
+@pytest.mark.parametrize("lik", cases(), ids=lambda c: c.name)
+def test_fused_derivatives_equal_the_separate_ones(lik: Likelihood):
+    z = np.linspace(-40, 40, 81)[None, :].repeat(lik.n, axis=0)
+    lp, d1, d2 = lik.logpdf_derivs(z, slice(None))
+    with np.errstate(over="ignore"):
+        np.testing.assert_allclose(lp, lik.logpdf(z, slice(None)), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(d1, lik.dlogpdf(z, slice(None)), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(d2, lik.d2logpdf(z, slice(None)), rtol=1e-12, atol=1e-300)
