@@ -128,7 +128,8 @@ def _null_tables(null) -> list[Table]:
     par.add_column("", justify="right")
     par.add_row("v0 (kinship variance)", _g(null.v0))
     par.add_row("v1 (iid latent variance)", _g(null.v1))
-    par.add_row("h2 latent = v0/(v0+v1)", _g(null.h2_latent, 3))
+    if null.likelihood not in ("bernoulli", "probit"):  # there v1 is fixed at 0
+        par.add_row("h2 latent = v0/(v0+v1)", _g(null.h2_latent, 3))
     if null.h2_liability is not None:
         par.add_row("h2 liability (link variance added)", _g(null.h2_liability, 3))
     par.add_row("log marginal likelihood", f"{null.lml:.4f}")
@@ -140,11 +141,26 @@ def _null_tables(null) -> list[Table]:
     return [eff, par]
 
 
+def _null_notes(null) -> list[str]:
+    notes = []
+    if null.status == "at_bound" and null.likelihood in ("bernoulli", "probit"):
+        notes.append(
+            "[yellow]note:[/] v0 reached its cap: the likelihood is flat in the kinship "
+            "variance (typical of unrelated samples, where K is close to I and v0 K acts like "
+            "the link's own noise). Effects and SEs are on the latent scale of that v0; the "
+            "tests remain valid. See README 'What the null-model numbers mean'.")
+    elif null.status == "at_bound":
+        notes.append(f"[yellow]note:[/] the null fit stopped at a parameter bound ({null.message})")
+    return notes
+
+
 def print_fit_summary(outcome, seconds: float) -> None:
     c = console_err()
     c.print(_samples_table(outcome.inputs.match.counts))
     for t in _null_tables(outcome.null):
         c.print(t)
+    for note in _null_notes(outcome.null):
+        c.print(note)
     if outcome.null_path is not None:
         c.print(f"[green]wrote[/] {outcome.null_path}")
     c.print(f"done in {seconds:.1f} s")
@@ -155,6 +171,8 @@ def print_scan_summary(summary) -> None:
     c.print(_samples_table(summary.inputs.match.counts))
     for t in _null_tables(summary.null):
         c.print(t)
+    for note in _null_notes(summary.null):
+        c.print(note)
     st = Table(title="variants", header_style="bold", box=None)
     st.add_column("status")
     st.add_column("count", justify="right")

@@ -120,6 +120,7 @@ def atomic_text_writer(path: str | os.PathLike[str]) -> Iterator[IO[str]]:
             yield out
             out.flush()
             out.close()
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -127,6 +128,12 @@ def atomic_text_writer(path: str | os.PathLike[str]) -> Iterator[IO[str]]:
         except FileNotFoundError:
             pass
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_meta(path: str | os.PathLike[str], meta: dict[str, Any]) -> None:

@@ -106,6 +106,9 @@ def save_kinship_cache(
     try:
         with os.fdopen(fd, "wb") as fh:
             np.savez(fh, **arrays)
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

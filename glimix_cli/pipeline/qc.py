@@ -1,4 +1,4 @@
-"""Variant selection (--chr, --from-bp/--to-bp, --extract) and per-block variant QC."""
+"""Variant selection (--chrom, --from-bp/--to-bp, --extract) and per-block variant QC."""
 
 from __future__ import annotations
 
@@ -97,14 +97,14 @@ def select_variants(
             listed = sorted(present, key=lambda c: (len(c), c))
             raise InputError(
                 f"chromosome {', '.join(absent)} not in the genotypes (chromosomes: "
-                f"{', '.join(listed[:25])}{', ...' if len(listed) > 25 else ''}) - check --chr"
+                f"{', '.join(listed[:25])}{', ...' if len(listed) > 25 else ''}) - check --chrom"
             )
         keep &= np.isin(have, chroms)
     if from_bp is not None or to_bp is not None:
         if len(chroms) != 1:
             raise InputError(
                 f"--from-bp/--to-bp need exactly one chromosome (as in plink2); got "
-                f"{len(chroms) or 'none'} - add --chr"
+                f"{len(chroms) or 'none'} - add --chrom"
             )
         lo = -np.inf if from_bp is None else int(from_bp)
         hi = np.inf if to_bp is None else int(to_bp)

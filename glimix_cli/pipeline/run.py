@@ -44,6 +44,9 @@ LIKELIHOODS = ("normal", "bernoulli", "probit", "binomial", "poisson")
 #: Variance of the standard logistic distribution: the residual of a logit liability.
 LOGIT_VARIANCE = math.pi**2 / 3
 NULL_FORMAT = 1
+#: Integration points per EP site in the pipeline. The sinh-mapped trapezoid converges
+#: geometrically: 256 points match 1,000 to all printed digits (tests/model) at 1/4 the cost.
+EP_N_INT = 256
 #: Upper bound of v0 for Bernoulli/probit null fits (see fit_null_arrays).
 BINARY_MAX_V0 = 30.0
 
@@ -123,7 +126,7 @@ def file_fingerprint(path: Path | None, hash_limit: int = 64 << 20) -> dict[str,
         return None
     p = Path(path)
     st = p.stat()
-    fp: dict[str, Any] = {"path": str(p), "size": st.st_size, "mtime": int(st.st_mtime)}
+    fp: dict[str, Any] = {"name": p.name, "size": st.st_size, "mtime": int(st.st_mtime)}
     if st.st_size <= hash_limit:
         fp["sha256"] = hashlib.sha256(p.read_bytes()).hexdigest()
     return fp
@@ -356,7 +359,7 @@ def fit_null_arrays(y: F, trials: F | None, X: F, names: list[str], kin: Kinship
                 time.perf_counter() - t0, scanner=scanner)
             return res
         spec: Any = ("binomial", trials) if likelihood == "binomial" else likelihood
-        glmm = GLMMExpFam(y, spec, X, K=kin.K)
+        glmm = GLMMExpFam(y, spec, X, K=kin.K, n_int=EP_N_INT)
         glmm.beta = _start_beta(y, trials, names, X.shape[1], likelihood)
         if likelihood in ("bernoulli", "probit"):
             # v1 is not identifiable for a 0/1 trait: an iid latent term only rescales the

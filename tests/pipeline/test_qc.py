@@ -33,14 +33,14 @@ def test_select_by_chrom_and_range(variants) -> None:
 
 def test_select_errors(variants, tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"--from-bp/--to-bp need exactly one chromosome \(as "
-                                         r"in plink2\); got none - add --chr"):
+                                         r"in plink2\); got none - add --chrom"):
         select_variants(variants, from_bp=1)
-    with pytest.raises(InputError, match=r"need exactly one chromosome .*; got 2 - add --chr"):
+    with pytest.raises(InputError, match=r"need exactly one chromosome .*; got 2 - add --chrom"):
         select_variants(variants, chrom=["1", "2"], to_bp=1)
     with pytest.raises(InputError, match=r"--from-bp 300 is after --to-bp 100 - swap them"):
         select_variants(variants, chrom="1", from_bp=300, to_bp=100)
     with pytest.raises(InputError, match=r"chromosome 3 not in the genotypes \(chromosomes: "
-                                         r"1, 2, X\) - check --chr"):
+                                         r"1, 2, X\) - check --chrom"):
         select_variants(variants, chrom="chr3")
     with pytest.raises(InputError, match=r"nofile: extract file not found - check --extract"):
         select_variants(variants, extract=tmp_path / "nofile")

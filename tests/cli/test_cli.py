@@ -1,0 +1,228 @@
+"""The glimix command end to end on example_data (CliRunner and one real subprocess)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from glimix_cli.cli.app import app
+from glimix_cli.io.results import COLUMNS, HEADER
+
+CAUSAL = pd.read_csv(Path(__file__).resolve().parents[2] / "example_data" / "causal.tsv",
+                     sep="\t")
+TRAIT_OF = {"quant": "quant", "binary": "binary", "count": "count", "successes": "binomial"}
+
+
+def base(ex: Path, trait: str = "quant", *extra: str) -> list[str]:
+    return ["--bfile", str(ex / "cohort"), "--pheno", str(ex / "cohort.pheno.tsv"),
+            "--pheno-name", trait, "--covar", str(ex / "cohort.covar.tsv"), *extra]
+
+
+@pytest.mark.parametrize("trait", ["quant", "binary", "count", "successes"])
+def test_scan_every_likelihood_reports_and_writes(scans, trait):
+    out, text = scans[trait]
+    assert out.read_text().startswith(HEADER)
+    df = pd.read_csv(out, sep="\t")
+    assert list(df.columns) == list(COLUMNS)
+    assert len(df) == 5000
+    assert set(df["status"]) <= {"ok", "low_mac", "monomorphic", "all_missing", "collinear"}
+    assert (df["status"] == "monomorphic").sum() == 4
+    for key in ("samples", "final", "600", "lambda_GC", "top hits", "wrote"):
+        assert key in text, key
+    # the planted variants of this trait are the top hits
+    planted = set(CAUSAL.loc[CAUSAL["trait"] == TRAIT_OF[trait], "variant_id"])
+    top = df.sort_values("neg_log10_p_value", ascending=False).head(len(planted))
+    assert len(set(top["variant_id"]) & planted) >= len(planted) - 1, top
+    best = df.sort_values("neg_log10_p_value", ascending=False).iloc[0]
+    assert best["variant_id"] in planted and best["neg_log10_p_value"] > 7
+    # effect signs agree with the planted effects (latent scale, allele a1 counted)
+    sub = CAUSAL[CAUSAL["trait"] == TRAIT_OF[trait]].merge(df, on="variant_id")
+    assert (np.sign(sub["effect"]) == np.sign(sub["beta"])).all()
+
+
+def test_p_value_column_agrees_with_chisq(scans):
+    from scipy.stats import chi2
+
+    df = pd.read_csv(scans["quant"][0], sep="\t")
+    ok = df[df["status"] == "ok"]
+    np.testing.assert_allclose(ok["p_value"], chi2.sf(ok["lrt_chisq"], 1), rtol=2e-3)
+    np.testing.assert_allclose(ok["neg_log10_p_value"], -np.log10(ok["p_value"]), rtol=1e-3,
+                               atol=1e-4)
+    bad = df[df["status"] != "ok"]
+    assert bad["p_value"].isna().all() and bad["beta"].isna().all()
+
+
+def test_fit_writes_null_json_and_scan_reuses_it(runner, ex, tmp_path):
+    prefix = tmp_path / "bin"
+    res = runner.invoke(app, ["fit", *base(ex, "binary"), "-l", "bernoulli", "--out",
+                              str(prefix)])
+    assert res.exit_code == 0, res.output
+    for key in ("null model: bernoulli", "v0", "h2 liability", "log marginal likelihood",
+                "EP sweeps", "wrote"):
+        assert key in res.output, key
+    data = json.loads(Path(f"{prefix}.null.json").read_text())
+    assert data["null"]["likelihood"] == "bernoulli"
+    assert data["samples"]["counts"]["final"] == 600 and len(data["sites"]["tau"]) == 600
+    assert "glimix" in data["software"] and data["inputs"]["bfile"]["bed_size"] > 0
+    out = tmp_path / "reuse.tsv"
+    res = runner.invoke(app, ["scan", *base(ex, "binary"), "-l", "bernoulli", "--null",
+                              f"{prefix}.null.json", "--chrom", "2", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "reused" in res.output
+    reused = pd.read_csv(out, sep="\t")
+    assert (reused["chromosome"] == 2).all()
+
+
+def test_null_json_from_other_inputs_is_refused(runner, ex, tmp_path):
+    prefix = tmp_path / "q"
+    assert runner.invoke(app, ["fit", *base(ex), "--out", str(prefix), "-q"]).exit_code == 0
+    out = tmp_path / "x.tsv"
+    res = runner.invoke(app, ["scan", *base(ex, "count"), "-l", "poisson", "--null",
+                              f"{prefix}.null.json", "--out", str(out)])
+    assert res.exit_code == 1
+    assert "different pheno-name" in res.output and "Traceback" not in res.output
+    assert not out.exists()
+
+
+def test_chunks_merge_to_the_single_run_byte_for_byte(runner, ex, tmp_path):
+    single = tmp_path / "single.tsv.gz"
+    assert runner.invoke(app, ["scan", *base(ex), "--out", str(single), "-q",
+                               "--block-size", "333"]).exit_code == 0
+    parts = []
+    for i in (1, 2, 3):
+        p = tmp_path / f"part{i}.tsv.gz"
+        res = runner.invoke(app, ["scan", *base(ex), "--chunk", f"{i}/3", "--out", str(p),
+                                  "-q", "--block-size", "1000"])
+        assert res.exit_code == 0, res.output
+        parts.append(str(p))
+    merged = tmp_path / "merged.tsv.gz"
+    res = runner.invoke(app, ["merge", str(merged), parts[2], parts[0], parts[1]])
+    assert res.exit_code == 0, res.output
+    assert merged.read_bytes() == single.read_bytes()
+    # missing or duplicated chunks are refused
+    res = runner.invoke(app, ["merge", str(tmp_path / "bad.tsv"), parts[0], parts[1]])
+    assert res.exit_code == 1 and "chunk(s) 3 of 3 missing" in res.output
+    res = runner.invoke(app, ["merge", str(tmp_path / "bad.tsv"), parts[0], parts[0], parts[1]])
+    assert res.exit_code == 1 and "given twice" in res.output
+    assert not (tmp_path / "bad.tsv").exists()
+
+
+def test_block_size_does_not_change_results(runner, ex, tmp_path):
+    outs = []
+    for bs in ("1", "7", "5000"):
+        out = tmp_path / f"b{bs}.tsv"
+        res = runner.invoke(app, ["scan", *base(ex), "--chrom", "3", "--to-bp", "3000000",
+                                  "--out", str(out), "-q", "--block-size", bs])
+        assert res.exit_code == 0, res.output
+        outs.append(out.read_text())
+    assert outs[0] == outs[1] == outs[2]
+
+
+def test_kinship_cache_is_built_and_reused(runner, ex, tmp_path):
+    cache = tmp_path / "kin.npz"
+    res = runner.invoke(app, ["kinship", "--bfile", str(ex / "cohort"), "--out", str(cache)])
+    assert res.exit_code == 0, res.output
+    assert "rank" in res.output and cache.exists()
+    a, b = tmp_path / "a.tsv", tmp_path / "b.tsv"
+    assert runner.invoke(app, ["scan", *base(ex), "--out", str(a), "-q"]).exit_code == 0
+    res = runner.invoke(app, ["scan", *base(ex), "--kinship-cache", str(cache), "--out", str(b)])
+    assert res.exit_code == 0, res.output
+    assert "kinship: cache" in res.output
+    da, db = pd.read_csv(a, sep="\t"), pd.read_csv(b, sep="\t")
+    # the cache standardises the GRM over all 610 genotyped samples, a direct build over
+    # the 600 analysed ones: nearly the same kinship, nearly the same statistics
+    ok = da["status"] == "ok"
+    assert np.corrcoef(da.loc[ok, "lrt_chisq"], db.loc[ok, "lrt_chisq"])[0, 1] > 0.999
+    # a cache from other genotype files is refused
+    other = tmp_path / "other"
+    for suffix in (".bed", ".bim", ".fam"):
+        shutil.copy(ex / f"cohort{suffix}", f"{other}{suffix}")
+    with open(f"{other}.bim", "a") as fh:
+        fh.write("")
+    Path(f"{other}.fam").write_text(Path(f"{other}.fam").read_text() + "")
+    import os
+
+    os.utime(f"{other}.bed", (1, 1))
+    res = runner.invoke(app, ["scan", "--bfile", str(other), "--pheno",
+                              str(ex / "cohort.pheno.tsv"), "--pheno-name", "quant",
+                              "--kinship-cache", str(cache), "--out", str(tmp_path / "c.tsv")])
+    assert res.exit_code == 1 and "kinship cache was built from other inputs" in res.output
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["--pheno-name", "nosuch"], 1, "column 'nosuch' not found"),
+        (["--pheno-name", "quant", "-l", "bernoulli"], 1, "bernoulli"),
+        (["--pheno-name", "successes", "-l", "binomial"], 1, "--trials-name"),
+        (["--pheno-name", "quant", "--chunk", "4/3"], 2, "--chunk 4/3"),
+        (["--pheno-name", "quant", "--from-bp", "10"], 2, "need --chrom"),
+        (["--pheno-name", "quant", "--chrom", "9"], 1, "chromosome 9 not in the genotypes"),
+    ],
+)
+def test_bad_input_gives_one_line_and_no_output(runner, ex, tmp_path, args, code, message):
+    out = tmp_path / "out.tsv"
+    full = ["scan", "--bfile", str(ex / "cohort"), "--pheno", str(ex / "cohort.pheno.tsv"),
+            "--covar", str(ex / "cohort.covar.tsv"), "--out", str(out), *args]
+    res = runner.invoke(app, full)
+    assert res.exit_code == code, res.output
+    assert message in res.output
+    assert "Traceback" not in res.output
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_broken_bed_is_a_clear_error(runner, ex, tmp_path):
+    for suffix in (".bim", ".fam"):
+        shutil.copy(ex / f"cohort{suffix}", tmp_path / f"c{suffix}")
+    (tmp_path / "c.bed").write_bytes(b"\x6c\x1b\x01" + b"\x00" * 10)
+    res = runner.invoke(app, ["scan", "--bfile", str(tmp_path / "c"), "--pheno",
+                              str(ex / "cohort.pheno.tsv"), "--pheno-name", "quant", "--out",
+                              str(tmp_path / "o.tsv")])
+    assert res.exit_code == 1
+    assert "c.bed" in res.output and "Traceback" not in res.output
+
+
+def test_help_has_examples_and_version(runner):
+    res = runner.invoke(app, ["--version"])
+    assert res.exit_code == 0 and res.output.startswith("glimix ")
+    for cmd in ("fit", "scan", "kinship", "merge"):
+        res = runner.invoke(app, [cmd, "--help"])
+        assert res.exit_code == 0 and "Example" in res.output, cmd
+
+
+def test_installed_console_script_runs(ex, tmp_path):
+    exe = shutil.which("glimix") or str(Path(sys.executable).with_name("glimix"))
+    assert Path(exe).exists(), "the glimix console script is not installed"
+    out = tmp_path / "sub.tsv.gz"
+    proc = subprocess.run([exe, "scan", *base(ex), "--chrom", "1", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "wrote" in proc.stderr and proc.stdout == ""
+    with gzip.open(out, "rt") as fh:
+        assert fh.readline() == HEADER
+    proc = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.startswith("glimix ")
+
+
+def test_help_is_fast_and_imports_no_numerics():
+    code = ("import sys; from glimix_cli.cli.app import app; "
+            "print(sorted(m for m in ('numpy','scipy','pandas') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_model_layer_imports_no_io_or_cli():
+    code = ("import sys, glimix_cli.model; "
+            "print(sorted(m for m in ('pandas','rich','typer') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
