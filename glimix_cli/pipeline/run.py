@@ -541,6 +541,118 @@ def chunk_range(n: int, i: int, k: int) -> tuple[int, int]:
     return start, stop
 
 
+@dataclass
+class ScanContext:
+    """Everything one variant block needs, small enough to ship once to a worker.
+
+    ``bfile_path`` is re-opened by whoever computes a block (workers read their genotypes
+    straight from the shared PLINK files); ``scanner`` holds the whitening factor.
+    """
+
+    bfile_path: str
+    sample_index: NDArray[np.intp]
+    scanner: FastScanner
+    maf: float
+    mac: float
+    max_missing: float
+    _bfile: Bfile | None = None
+
+    def bfile(self) -> Bfile:
+        if self._bfile is None:
+            self._bfile = open_bfile(self.bfile_path)
+        return self._bfile
+
+    def __getstate__(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["_bfile"] = None
+        return d
+
+
+@dataclass
+class BlockResult:
+    """Formatted rows of one block plus what the summary needs."""
+
+    text: str
+    n: int
+    status: list[str]
+    lrt: F
+    maf: F
+    nlp: F
+    n_imputed: int
+
+
+def scan_block(ctx: ScanContext, idx: NDArray[np.intp]) -> BlockResult:
+    """Read, QC and test one block of variants (.bim rows ``idx``); format its rows."""
+    bfile = ctx.bfile()
+    (_, block), = iter_blocks(bfile, idx, max(idx.size, 1), ctx.sample_index)
+    qc = block_qc(block, ctx.maf, ctx.mac, ctx.max_missing)
+    b = idx.size
+    beta = np.full(b, np.nan)
+    se = np.full(b, np.nan)
+    lrt = np.full(b, np.nan)
+    status = qc.status.astype(object)
+    ok = np.flatnonzero(qc.ok)
+    if ok.size:
+        r = ctx.scanner.fast_scan(block[:, ok] if ok.size < b else block)
+        beta[ok] = r["effsizes1"]
+        se[ok] = r["effsizes1_se"]
+        lrt[ok] = r["lrt"]
+        status[ok[r["collinear"]]] = "collinear"
+    nlp = -chi2_1_logsf(lrt) / np.log(10)
+    v = bfile.variants
+    rows = {
+        "chromosome": v["chrom"].to_numpy()[idx],
+        "base_pair_location": v["pos"].to_numpy()[idx],
+        "effect_allele": v["a1"].to_numpy()[idx],
+        "other_allele": v["a2"].to_numpy()[idx],
+        "beta": beta,
+        "standard_error": se,
+        "effect_allele_frequency": qc.eaf,
+        "neg_log10_p_value": nlp,
+        "variant_id": v["variant_id"].to_numpy()[idx],
+        "n": qc.n_obs,
+        "lrt_chisq": lrt,
+        "status": status,
+    }
+    return BlockResult(format_rows(rows), b, status.tolist(), lrt, qc.maf, nlp, qc.n_imputed)
+
+
+class _Summary:
+    """Accumulates status counts, lambda_GC inputs and the top hits over blocks."""
+
+    def __init__(self, variants) -> None:
+        self.counts: Counter[str] = Counter()
+        self.chisq: list[F] = []
+        self.common: list[F] = []
+        self.top: list[tuple[float, int]] = []
+        self.n_imputed = 0
+        self.variants = variants
+
+    def add(self, idx: NDArray[np.intp], r: BlockResult) -> None:
+        st = np.asarray(r.status, dtype=object)
+        self.counts.update(r.status)
+        good = st == "ok"
+        self.chisq.append(r.lrt[good])
+        self.common.append(r.lrt[good & (r.maf >= 0.05)])
+        self.n_imputed += r.n_imputed
+        for j in np.flatnonzero(good):
+            if len(self.top) < 5 or r.nlp[j] > self.top[-1][0]:
+                self.top.append((float(r.nlp[j]), int(idx[j])))
+                self.top.sort(key=lambda t: -t[0])
+                del self.top[5:]
+
+    def top_hits(self, results_rows: dict[int, tuple[float, float]]) -> list[dict[str, Any]]:
+        v = self.variants
+        out = []
+        for nlp, i in self.top:
+            beta, se = results_rows.get(i, (float("nan"), float("nan")))
+            out.append({"variant_id": str(v["variant_id"].iat[i]),
+                        "chromosome": str(v["chrom"].iat[i]),
+                        "base_pair_location": int(v["pos"].iat[i]),
+                        "beta": beta, "se": se, "neg_log10_p": nlp})
+        return out
+
+
 def run_scan(cfg: InputConfig, scfg: ScanConfig, out: Path, rep: Reporter) -> ScanSummary:
     t0 = time.perf_counter()
     inputs = load_inputs(cfg, rep)
@@ -561,8 +673,7 @@ def run_scan(cfg: InputConfig, scfg: ScanConfig, out: Path, rep: Reporter) -> Sc
         rep.info(f"null model: reused {scfg.null}")
     else:
         null = fit_null(inputs, kin, cfg.likelihood, rep)
-    scanner = null.scanner
-    assert scanner is not None
+    assert null.scanner is not None
     n = inputs.match.n
     bs = scfg.block_size or min(block_size_for_budget(n, 256), 4096)
     run_fp = {
@@ -573,80 +684,55 @@ def run_scan(cfg: InputConfig, scfg: ScanConfig, out: Path, rep: Reporter) -> Sc
         "null": scfg.null is not None,
     }
     run_hash = hashlib.sha256(json.dumps(run_fp, sort_keys=True, default=str).encode()).hexdigest()
-    counts: Counter[str] = Counter()
-    chisq_all: list[F] = []
-    common: list[F] = []
-    top: list[tuple[float, dict[str, Any]]] = []
-    n_imputed = 0
-    v = bfile.variants
+    ctx = ScanContext(str(bfile.bed), inputs.match.geno_index, null.scanner, scfg.maf,
+                      scfg.mac, scfg.max_missing, bfile)
+    summary = _Summary(bfile.variants)
+    top_rows: dict[int, tuple[float, float]] = {}
     done = 0
     rep.start("scan", int(indices.size))
     with atomic_text_writer(out) as fh:
         fh.write(HEADER)
-        for idx, block in iter_blocks(bfile, indices, bs, inputs.match.geno_index):
-            qc = block_qc(block, scfg.maf, scfg.mac, scfg.max_missing)
-            n_imputed += qc.n_imputed
-            b = idx.size
-            beta = np.full(b, np.nan)
-            se = np.full(b, np.nan)
-            lrt = np.full(b, np.nan)
-            status = qc.status.astype(object)
-            ok = np.flatnonzero(qc.ok)
-            if ok.size:
-                r = scanner.fast_scan(block[:, ok] if ok.size < b else block)
-                beta[ok] = r["effsizes1"]
-                se[ok] = r["effsizes1_se"]
-                lrt[ok] = r["lrt"]
-                col = ok[r["collinear"]]
-                status[col] = "collinear"
-            nlp = -chi2_1_logsf(lrt) / np.log(10)
-            rows = {
-                "chromosome": v["chrom"].to_numpy()[idx],
-                "base_pair_location": v["pos"].to_numpy()[idx],
-                "effect_allele": v["a1"].to_numpy()[idx],
-                "other_allele": v["a2"].to_numpy()[idx],
-                "beta": beta,
-                "standard_error": se,
-                "effect_allele_frequency": qc.eaf,
-                "neg_log10_p_value": nlp,
-                "variant_id": v["variant_id"].to_numpy()[idx],
-                "n": qc.n_obs,
-                "lrt_chisq": lrt,
-                "status": status,
-            }
-            fh.write(format_rows(rows))
-            counts.update(status.tolist())
-            good = status == "ok"
-            chisq_all.append(lrt[good])
-            common.append(lrt[good & (qc.maf >= 0.05)])
-            for j in np.flatnonzero(good):
-                if len(top) < 5 or nlp[j] > top[-1][0]:
-                    top.append((float(nlp[j]), {"variant_id": str(rows["variant_id"][j]),
-                                                "chromosome": str(rows["chromosome"][j]),
-                                                "base_pair_location": int(
-                                                    rows["base_pair_location"][j]),
-                                                "beta": float(beta[j]), "se": float(se[j]),
-                                                "neg_log10_p": float(nlp[j])}))
-                    top.sort(key=lambda t: -t[0])
-                    del top[5:]
-            done += b
+        for lo in range(0, indices.size, bs):
+            idx = indices[lo:lo + bs]
+            r = scan_block(ctx, idx)
+            fh.write(r.text)
+            summary.add(idx, r)
+            _remember_top(top_rows, summary, idx, r)
+            done += r.n
             rep.update("scan", done)
-        meta = {
-            "glimix_scan": 1,
-            "run_fingerprint": run_hash,
-            "chunk": {"i": i, "n": k},
-            "variants": {"selected": int(sel.indices.size), "start": start, "stop": stop},
-            "n_rows": int(indices.size),
-            "likelihood": cfg.likelihood,
-            "samples": n,
-        }
     rep.finish("scan")
+    meta = {
+        "glimix_scan": 1,
+        "run_fingerprint": run_hash,
+        "chunk": {"i": i, "n": k},
+        "variants": {"selected": int(sel.indices.size), "start": start, "stop": stop},
+        "n_rows": int(indices.size),
+        "likelihood": cfg.likelihood,
+        "samples": n,
+    }
     write_meta(out, meta)
-    all_c = np.concatenate(chisq_all) if chisq_all else np.empty(0)
-    com_c = np.concatenate(common) if common else np.empty(0)
-    return ScanSummary(out, int(indices.size), dict(counts), genomic_inflation(all_c),
-                       genomic_inflation(com_c), [t[1] for t in top],
-                       time.perf_counter() - t0, null, inputs, n_imputed)
+    all_c = np.concatenate(summary.chisq) if summary.chisq else np.empty(0)
+    com_c = np.concatenate(summary.common) if summary.common else np.empty(0)
+    return ScanSummary(out, int(indices.size), dict(summary.counts), genomic_inflation(all_c),
+                       genomic_inflation(com_c), summary.top_hits(top_rows),
+                       time.perf_counter() - t0, null, inputs, summary.n_imputed)
+
+
+def _remember_top(top_rows: dict[int, tuple[float, float]], summary: _Summary,
+                  idx: NDArray[np.intp], r: BlockResult) -> None:
+    """Keep beta/SE of the current top hits (parsed back from the block's rows)."""
+    wanted = {i for _, i in summary.top}
+    pos = {int(v): j for j, v in enumerate(idx)}
+    lines = None
+    for i in wanted:
+        if i in pos and i not in top_rows:
+            if lines is None:
+                lines = r.text.splitlines()
+            f = lines[pos[i]].split("\t")
+            top_rows[i] = (float(f[4]), float(f[5]))
+    for i in list(top_rows):
+        if i not in wanted:
+            del top_rows[i]
 
 
 def default_threads() -> int:
