@@ -80,7 +80,8 @@ def economic_qs_linear(
         raise ValueError(f"G must be a 2-D matrix; got shape {G.shape}")
     n, m = G.shape
     if m > n:
-        return economic_qs(G @ G.T, rtol=rtol) if return_q1 else _drop_q1(economic_qs(G @ G.T, rtol))
+        QS = economic_qs(G @ G.T, rtol=rtol)
+        return QS if return_q1 else _drop_q1(QS)
     U, s, _ = np.linalg.svd(G, full_matrices=False)
     S = s**2
     smax = float(S.max(initial=0.0))

@@ -397,10 +397,10 @@ def _ratio(a: float, b: float) -> float:
 
 
 def null_json(inputs: Inputs, kin: Kinship, null: NullModel, cfg: InputConfig) -> dict[str, Any]:
-    from glimix_cli import __version__
-
     import numpy
     import scipy
+
+    from glimix_cli import __version__
 
     return {
         "format": NULL_FORMAT,
@@ -532,7 +532,8 @@ class ScanSummary:
 
 
 def chunk_range(n: int, i: int, k: int) -> tuple[int, int]:
-    """Contiguous, near-equal split of ``n`` items into ``k`` chunks; bounds of chunk i (1-based)."""
+    """Bounds of chunk ``i`` (1-based) of ``n`` items split into ``k`` contiguous, near-equal
+    chunks."""
     if not (1 <= i <= k):
         raise InputError(f"--chunk {i}/{k}: I must be between 1 and N")
     base, extra = divmod(n, k)

@@ -35,7 +35,8 @@ if wrap is not None:
     subprocess.run(["bash", "-c", wrap], check=True)
 elif array is not None:
     for t in array:
-        subprocess.run(["bash", script], check=True, env={**os.environ, "SLURM_ARRAY_TASK_ID": str(t)})
+        env = {**os.environ, "SLURM_ARRAY_TASK_ID": str(t)}
+        subprocess.run(["bash", script], check=True, env=env)
 print(abs(hash(" ".join(args))) % 100000)
 """
 
