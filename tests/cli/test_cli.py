@@ -190,6 +190,18 @@ def test_broken_bed_is_a_clear_error(runner, ex, tmp_path):
     assert "c.bed" in res.output and "Traceback" not in res.output
 
 
+def test_probit_scan_and_python_dash_m(ex, tmp_path):
+    out = tmp_path / "probit.tsv"
+    proc = subprocess.run([sys.executable, "-m", "glimix_cli", "scan", *base(ex, "binary"),
+                           "-l", "probit", "--chrom", "3", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "null model: probit" in proc.stderr and "h2 liability" in proc.stderr
+    df = pd.read_csv(out, sep="\t")
+    best = df.sort_values("neg_log10_p_value", ascending=False).iloc[0]
+    assert best["variant_id"] == "rs450745"  # the chromosome-3 variant planted for 'binary'
+
+
 def test_help_has_examples_and_version(runner):
     res = runner.invoke(app, ["--version"])
     assert res.exit_code == 0 and res.output.startswith("glimix ")
