@@ -18,7 +18,6 @@ import gzip
 import io
 import json
 import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,6 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from glimix_cli.errors import InputError
+from glimix_cli.io.atomic import atomic_binary
 
 COLUMNS = (
     "chromosome",
@@ -108,32 +108,11 @@ def atomic_text_writer(path: str | os.PathLike[str]) -> Iterator[IO[str]]:
     On any exception the temporary file is removed and ``path`` is left untouched.
     ``.gz`` names are gzip-compressed deterministically.
     """
-    path = Path(path)
-    directory = path.parent if str(path.parent) else Path(".")
-    if not directory.is_dir():
-        raise InputError(f"{path}: output directory {directory} does not exist - create it "
-                         "or choose another --out")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            out = _open_text_out(fh, path.name.endswith(".gz"))
-            yield out
-            out.flush()
-            out.close()
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    with atomic_binary(path) as fh:
+        out = _open_text_out(fh, Path(path).name.endswith(".gz"))
+        yield out
+        out.flush()
+        out.close()
 
 
 def write_meta(path: str | os.PathLike[str], meta: dict[str, Any]) -> None:

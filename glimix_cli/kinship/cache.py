@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from glimix_cli.errors import InputError
+from glimix_cli.io.atomic import atomic_binary
 from glimix_cli.io.plink import Bfile
 from glimix_cli.model.linalg import QSType
 
@@ -102,17 +102,8 @@ def save_kinship_cache(
         "fingerprint": np.array([json.dumps(_normalise(fingerprint), sort_keys=True)]),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_binary(path) as fh:
+        np.savez(fh, **arrays)
 
 
 def load_kinship_cache(
