@@ -31,6 +31,12 @@ class Likelihood(str, enum.Enum):
     poisson = "poisson"
 
 
+class ScanTest(str, enum.Enum):
+    auto = "auto"
+    spa = "spa"
+    surrogate = "surrogate"
+
+
 def _version(value: bool) -> None:
     if value:
         from glimix_cli import __version__
@@ -227,6 +233,23 @@ def scan(
     null: Annotated[Path | None, typer.Option("--null", exists=True, dir_okay=False,
                                               help="Reuse PREFIX.null.json from glimix fit.")
                     ] = None,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Continue OUT.partial left by an interrupted run of this same scan "
+        "(checked against its ledger OUT.partial.json).")] = False,
+    dask_scheduler: Annotated[str | None, typer.Option(
+        "--dask-scheduler", help="Run variant blocks on this Dask scheduler "
+        "(tcp://HOST:PORT); needs glimix-cli[dask] and PLINK files the workers share.")
+    ] = None,
+    dask_scheduler_file: Annotated[Path | None, typer.Option(
+        "--dask-scheduler-file", help="Dask scheduler file (dask scheduler "
+        "--scheduler-file, dask-jobqueue) instead of an address.")] = None,
+    dask_local: Annotated[int | None, typer.Option(
+        "--dask-local", min=1, help="Start a local Dask cluster of N worker processes.")
+    ] = None,
+    test: Annotated[ScanTest, typer.Option(
+        "--test", help="p-value: auto = saddlepoint (spa) for bernoulli/probit, surrogate LRT "
+        "otherwise; spa (also binomial); surrogate (the fixed-covariance LRT). "
+        "See docs/calibrated-test.md.")] = ScanTest.auto,
     quiet: QuietOpt = False,
 ) -> None:
     """Fit the null model (or reuse --null), then test every selected variant."""
@@ -238,9 +261,17 @@ def scan(
 
     if (from_bp is not None or to_bp is not None) and chrom is None:
         _usage("--from-bp/--to-bp need --chrom (as in plink2)")
+    if sum(x is not None for x in (dask_scheduler, dask_scheduler_file, dask_local)) > 1:
+        _usage("--dask-scheduler, --dask-scheduler-file and --dask-local are alternatives: "
+               "give one")
     scfg = ScanConfig(chrom=chrom, from_bp=from_bp, to_bp=to_bp, extract=extract, maf=maf,
                       mac=mac, max_missing=max_missing, chunk=_parse_chunk(chunk),
-                      block_size=block_size, null=null)
+                      block_size=block_size, null=null, resume=resume,
+                      dask_scheduler=dask_scheduler, dask_scheduler_file=dask_scheduler_file,
+                      dask_local=dask_local, test=test.value)
+    if test is ScanTest.spa and likelihood.value not in ("bernoulli", "probit", "binomial"):
+        _usage(f"--test spa needs a binary or binomial trait (-l bernoulli, probit or "
+               f"binomial); got -l {likelihood.value}")
     summary = _run(lambda rep: run_scan(cfg, scfg, out, rep), quiet)
     if not quiet:
         print_scan_summary(summary)

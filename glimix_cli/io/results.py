@@ -4,6 +4,11 @@ Columns (GWAS-SSF names; the first eight in the order GWAS-SSF fixes):
 
     chromosome  base_pair_location  effect_allele  other_allele  beta  standard_error
     effect_allele_frequency  p_value  variant_id  n  lrt_chisq  neg_log10_p_value  status
+    test  p_value_surrogate
+    test  p_value_surrogate
+
+``test`` names what produced ``p_value`` (``surrogate_lrt`` or ``spa``);
+``p_value_surrogate`` is the surrogate LRT's p-value, ``chi2_1.sf(lrt_chisq)``.
 
 Every output ``FILE`` gets a sidecar ``FILE.meta.json`` describing the run (chunk I/N, the
 selected variant range, inputs), which ``merge_results`` uses to check the chunks.
@@ -43,6 +48,8 @@ COLUMNS = (
     "lrt_chisq",
     "neg_log10_p_value",
     "status",
+    "test",
+    "p_value_surrogate",
 )
 HEADER = "\t".join(COLUMNS) + "\n"
 META_SUFFIX = ".meta.json"
@@ -87,6 +94,10 @@ def format_rows(cols: dict[str, Sequence[Any] | NDArray]) -> str:
         "lrt_chisq": _fmt(np.asarray(cols["lrt_chisq"], dtype=float)),
         "neg_log10_p_value": _fmt(np.asarray(cols["neg_log10_p_value"], dtype=float), 5),
         "status": [str(s) for s in cols["status"]],
+        # optional (older callers): the test behind p_value, the surrogate's own p-value
+        "test": ([str(t) for t in cols["test"]] if "test" in cols else ["NA"] * n),
+        "p_value_surrogate": format_pvalues(np.asarray(
+            cols.get("neg_log10_p_value_surrogate", cols["neg_log10_p_value"]), dtype=float)),
     }
     lines = ["\t".join(text[c][i] for c in COLUMNS) for i in range(n)]
     return "".join(line + "\n" for line in lines)

@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 
 from glimix_cli.errors import ConvergenceError, InputError
 from glimix_cli.io.plink import Bfile, block_size_for_budget, iter_blocks, open_bfile
-from glimix_cli.io.results import HEADER, atomic_text_writer, format_rows, write_meta
+from glimix_cli.io.results import atomic_text_writer, format_rows, write_meta
 from glimix_cli.io.samples import SampleMatch, match_samples
 from glimix_cli.io.tables import DEFAULT_MISSING, Design, design_matrix, load_covariates, load_trait
 from glimix_cli.kinship import (
@@ -36,8 +36,10 @@ from glimix_cli.model.glmm import GLMMExpFam, GLMMNormal
 from glimix_cli.model.linalg import QSType, economic_qs
 from glimix_cli.model.lmm import LMM
 from glimix_cli.model.scanner import FastScanner
+from glimix_cli.model.spa import SPA_LIKELIHOODS, SPANull, spa_null, spa_pvalues
 from glimix_cli.model.stats import chi2_1_logsf, genomic_inflation
 from glimix_cli.pipeline.qc import block_qc, select_variants
+from glimix_cli.pipeline.resume import RunIdentity, null_hash, open_partial, parse_rows
 
 F = NDArray[np.float64]
 LIKELIHOODS = ("normal", "bernoulli", "probit", "binomial", "poisson")
@@ -103,6 +105,20 @@ class ScanConfig:
     chunk: tuple[int, int] = (1, 1)
     block_size: int | None = None
     null: Path | None = None
+    #: p-value test: "auto" (saddlepoint for bernoulli/probit, else surrogate), "spa",
+    #: "surrogate" (see resolve_test)
+    test: str = "auto"
+    #: continue OUT.partial of an interrupted run of the same scan (see pipeline/resume.py)
+    resume: bool = False
+    #: Dask: scheduler address, scheduler file, or N local worker processes (at most one)
+    dask_scheduler: str | None = None
+    dask_scheduler_file: Path | None = None
+    dask_local: int | None = None
+
+    @property
+    def uses_dask(self) -> bool:
+        return (self.dask_scheduler is not None or self.dask_scheduler_file is not None
+                or self.dask_local is not None)
 
 
 # ----------------------------------------------------------------------------------------
@@ -303,10 +319,17 @@ class NullModel:
     eta: list[float] = field(default_factory=list)
     tau: list[float] = field(default_factory=list)
     scanner: FastScanner | None = None
+    #: Null quantities of the saddlepoint test (binary and binomial traits).
+    spa: SPANull | None = None
 
     def facts(self) -> dict[str, Any]:
-        d = asdict(self)
+        spa, self.spa = self.spa, None
+        try:
+            d = asdict(self)
+        finally:
+            self.spa = spa
         d.pop("scanner")
+        d.pop("spa")
         d.pop("eta")
         d.pop("tau")
         return d
@@ -382,12 +405,15 @@ def fit_null_arrays(y: F, trials: F | None, X: F, names: list[str], kin: Kinship
                     "probit": 1.0}.get(likelihood)
         h2_liab = None if link_var is None else _ratio(v0, v0 + v1 + link_var)
         site = glmm.site
+        spa = None
+        if likelihood in SPA_LIKELIHOODS:
+            spa = spa_null(glmm.posteriori_mean(), X, likelihood, trials)
         return NullModel(
             likelihood, n, names, glmm.beta.tolist(), se.tolist(), v0, v1, glmm.scale,
             glmm.delta, _ratio(v0, v0 + v1), h2_liab, glmm.lml(), info.status,
             info.message + (f" (at bound: {', '.join(info.at_bound)})" if info.at_bound else ""),
             info.iterations, info.evaluations, info.ep_sweeps, time.perf_counter() - t0,
-            eta=site.eta.tolist(), tau=site.tau.tolist(), scanner=scanner)
+            eta=site.eta.tolist(), tau=site.tau.tolist(), scanner=scanner, spa=spa)
     except ConvergenceError as exc:
         raise ConvergenceError(f"null model ({likelihood}, n={n}): {exc}") from None
 
@@ -451,6 +477,7 @@ def null_from_json(path: Path, inputs: Inputs, kin: Kinship, cfg: InputConfig) -
         raise InputError(f"{path}: fitted on other samples - {rebuild}")
     f = data["null"]
     X = inputs.design.X
+    spa = None
     if f["covariates"] != inputs.design.names:
         raise InputError(f"{path}: fitted with other covariates - {rebuild}")
     if f["likelihood"] == "normal":
@@ -466,9 +493,13 @@ def null_from_json(path: Path, inputs: Inputs, kin: Kinship, cfg: InputConfig) -
         normal.scale = float(f["scale"])
         normal.delta = float(f["delta"])
         scanner = normal.get_fast_scanner()
+        if f["likelihood"] in SPA_LIKELIHOODS:
+            # the EP posterior mean is the Gaussian conditional mean given the stored sites
+            spa = spa_null(normal.posteriori_mean(), X, f["likelihood"], inputs.trials)
     fields = {k: f[k] for k in NullModel.__dataclass_fields__ if k in f}
     null = NullModel(**fields)
     null.scanner = scanner
+    null.spa = spa
     return null
 
 
@@ -542,12 +573,34 @@ def chunk_range(n: int, i: int, k: int) -> tuple[int, int]:
     return start, stop
 
 
+TESTS = ("auto", "spa", "surrogate")
+
+
+def resolve_test(test: str, likelihood: str) -> str:
+    """The test a scan runs: ``spa`` or ``surrogate``.
+
+    ``auto`` is the saddlepoint test for Bernoulli and probit traits (calibrated down to 1%
+    cases, docs/calibrated-test.md) and the surrogate LRT otherwise; ``spa`` needs a
+    binary or binomial likelihood.
+    """
+    if test not in TESTS:
+        raise InputError(f"--test {test}: unknown; use one of {', '.join(TESTS)}")
+    if test == "auto":
+        return "spa" if likelihood in ("bernoulli", "probit") else "surrogate"
+    if test == "spa" and likelihood not in SPA_LIKELIHOODS:
+        raise InputError(f"--test spa: the saddlepoint test needs a binary or binomial trait "
+                         f"(-l {', '.join(SPA_LIKELIHOODS)}); got -l {likelihood} - use "
+                         "--test surrogate or auto")
+    return test
+
+
 @dataclass
 class ScanContext:
     """Everything one variant block needs, small enough to ship once to a worker.
 
     ``bfile_path`` is re-opened by whoever computes a block (workers read their genotypes
-    straight from the shared PLINK files); ``scanner`` holds the whitening factor.
+    straight from the shared PLINK files); ``scanner`` holds the whitening factor;
+    ``test`` is ``surrogate`` or ``spa`` (then ``spa`` holds the null quantities).
     """
 
     bfile_path: str
@@ -557,6 +610,14 @@ class ScanContext:
     mac: float
     max_missing: float
     _bfile: Bfile | None = None
+    test: str = "surrogate"
+    spa: SPANull | None = None
+
+    def __post_init__(self) -> None:
+        if self.test not in ("surrogate", "spa"):
+            raise ValueError(f"ScanContext.test must be surrogate or spa; got {self.test!r}")
+        if self.test == "spa" and self.spa is None:
+            raise ValueError("ScanContext: test='spa' needs the null model's SPANull")
 
     def bfile(self) -> Bfile:
         if self._bfile is None:
@@ -593,13 +654,25 @@ def scan_block(ctx: ScanContext, idx: NDArray[np.intp]) -> BlockResult:
     lrt = np.full(b, np.nan)
     status = qc.status.astype(object)
     ok = np.flatnonzero(qc.ok)
+    log_p = np.full(b, np.nan)
+    test = np.full(b, "NA", dtype=object)
     if ok.size:
-        r = ctx.scanner.fast_scan(block[:, ok] if ok.size < b else block)
+        M = block[:, ok] if ok.size < b else block
+        r = ctx.scanner.fast_scan(M)
         beta[ok] = r["effsizes1"]
         se[ok] = r["effsizes1_se"]
         lrt[ok] = r["lrt"]
         status[ok[r["collinear"]]] = "collinear"
-    nlp = -chi2_1_logsf(lrt) / np.log(10)
+        test[ok[~r["collinear"]]] = "surrogate_lrt"
+        if ctx.test == "spa":
+            assert ctx.spa is not None
+            good = np.flatnonzero(~r["collinear"])
+            z = r["effsizes1"][good] / r["effsizes1_se"][good]
+            lp, used = spa_pvalues(ctx.spa, M[:, good], z)
+            log_p[ok[good]] = lp
+            test[ok[good[used]]] = "spa"
+    nlp_surrogate = -chi2_1_logsf(lrt) / np.log(10)
+    nlp = np.where(np.isfinite(log_p), -log_p / np.log(10), nlp_surrogate)
     v = bfile.variants
     rows = {
         "chromosome": v["chrom"].to_numpy()[idx],
@@ -614,6 +687,8 @@ def scan_block(ctx: ScanContext, idx: NDArray[np.intp]) -> BlockResult:
         "n": qc.n_obs,
         "lrt_chisq": lrt,
         "status": status,
+        "test": test,
+        "neg_log10_p_value_surrogate": nlp_surrogate,
     }
     return BlockResult(format_rows(rows), b, status.tolist(), lrt, qc.maf, nlp, qc.n_imputed)
 
@@ -655,9 +730,33 @@ class _Summary:
 
 
 def run_scan(cfg: InputConfig, scfg: ScanConfig, out: Path, rep: Reporter) -> ScanSummary:
+    """Scan every selected variant of ``cfg`` and write ``out`` (plus its meta sidecar).
+
+    Blocks run in this process, or on a Dask cluster when ``scfg`` names one (connected
+    before anything else, so a wrong address fails fast). Rows go through
+    ``OUT.partial`` and its ledger (:mod:`glimix_cli.pipeline.resume`), so a killed run can
+    be continued with ``scfg.resume``; the result is byte-identical in every mode.
+    """
+    if not scfg.uses_dask:
+        return _run_scan(cfg, scfg, out, rep, None)
+    from glimix_cli.pipeline.distributed import dask_client
+
+    with dask_client(scfg.dask_scheduler, scfg.dask_scheduler_file, scfg.dask_local) as client:
+        return _run_scan(cfg, scfg, out, rep, client)
+
+
+def _run_scan(cfg: InputConfig, scfg: ScanConfig, out: Path, rep: Reporter,
+              client: Any) -> ScanSummary:
     t0 = time.perf_counter()
     inputs = load_inputs(cfg, rep)
     bfile = inputs.bfile
+    if client is not None:
+        from glimix_cli.pipeline.distributed import check_workers
+
+        where = ("local cluster" if scfg.dask_local is not None
+                 else scfg.dask_scheduler or scfg.dask_scheduler_file)
+        cl = check_workers(client, str(bfile.bed), rep.info)
+        rep.info(f"dask: {cl['workers']} workers, {cl['threads']} threads ({where})")
     sel = select_variants(bfile.variants, scfg.chrom, scfg.from_bp, scfg.to_bp, scfg.extract)
     if sel.n_extract_not_found:
         rep.warn(f"{scfg.extract}: {sel.n_extract_not_found:,} of {sel.n_extract_ids:,} ids not "
@@ -683,24 +782,34 @@ def run_scan(cfg: InputConfig, scfg: ScanConfig, out: Path, rep: Reporter) -> Sc
         "selection": [int(sel.indices[0]), int(sel.indices[-1]), int(sel.indices.size)],
         "qc": [scfg.maf, scfg.mac, scfg.max_missing],
         "null": scfg.null is not None,
+        "test": resolve_test(scfg.test, cfg.likelihood),
     }
     run_hash = hashlib.sha256(json.dumps(run_fp, sort_keys=True, default=str).encode()).hexdigest()
+    test = resolve_test(scfg.test, cfg.likelihood)
     ctx = ScanContext(str(bfile.bed), inputs.match.geno_index, null.scanner, scfg.maf,
-                      scfg.mac, scfg.max_missing, bfile)
+                      scfg.mac, scfg.max_missing, bfile, test, null.spa)
     summary = _Summary(bfile.variants)
     top_rows: dict[int, tuple[float, float]] = {}
-    done = 0
+    blocks = [indices[lo:lo + bs] for lo in range(0, indices.size, bs)]
+    ident = RunIdentity(run_hash, (i, k), bs, len(blocks), int(indices.size),
+                        null_hash(null.facts()))
     rep.start("scan", int(indices.size))
-    with atomic_text_writer(out) as fh:
-        fh.write(HEADER)
-        for lo in range(0, indices.size, bs):
-            idx = indices[lo:lo + bs]
-            r = scan_block(ctx, idx)
-            fh.write(r.text)
-            summary.add(idx, r)
-            _remember_top(top_rows, summary, idx, r)
-            done += r.n
-            rep.update("scan", done)
+    writer = open_partial(out, ident, scfg.resume)
+    try:
+        if writer.blocks_done:
+            _add_resumed(summary, top_rows, blocks, writer)
+            rep.info(f"resumed {writer.partial}: {writer.rows_done:,} variants in "
+                     f"{writer.blocks_done:,} of {len(blocks):,} blocks already done")
+            rep.update("scan", writer.rows_done)
+        for b, r in _block_results(ctx, blocks, writer.blocks_done, client, bfile):
+            writer.write_block(r.text, r.n, r.n_imputed)
+            summary.add(blocks[b], r)
+            _remember_top(top_rows, summary, blocks[b], r)
+            rep.update("scan", writer.rows_done)
+    except BaseException:
+        writer.abandon()
+        raise
+    writer.finish()
     rep.finish("scan")
     meta = {
         "glimix_scan": 1,
@@ -717,6 +826,42 @@ def run_scan(cfg: InputConfig, scfg: ScanConfig, out: Path, rep: Reporter) -> Sc
     return ScanSummary(out, int(indices.size), dict(summary.counts), genomic_inflation(all_c),
                        genomic_inflation(com_c), summary.top_hits(top_rows),
                        time.perf_counter() - t0, null, inputs, summary.n_imputed)
+
+
+def _block_results(ctx: ScanContext, blocks: list[NDArray[np.intp]], start: int, client: Any,
+                   bfile: Bfile):
+    """``(b, scan_block(ctx, blocks[b]))`` for b >= start, in order: here or on Dask."""
+    if client is None:
+        for b in range(start, len(blocks)):
+            yield b, scan_block(ctx, blocks[b])
+        return
+    from glimix_cli.pipeline.distributed import iter_blocks_dask
+
+    v = bfile.variants
+
+    def describe(b: int) -> str:
+        lo, hi = int(blocks[b][0]), int(blocks[b][-1])
+        return (f"block {b + 1}/{len(blocks)} (variants {v['variant_id'].iat[lo]} at "
+                f"{v['chrom'].iat[lo]}:{v['pos'].iat[lo]} to {v['variant_id'].iat[hi]} at "
+                f"{v['chrom'].iat[hi]}:{v['pos'].iat[hi]}, .bim rows {lo + 1}-{hi + 1})")
+
+    yield from iter_blocks_dask(client, scan_block, ctx, blocks, start, describe=describe)
+
+
+def _add_resumed(summary: _Summary, top_rows: dict[int, tuple[float, float]],
+                 blocks: list[NDArray[np.intp]], writer: Any) -> None:
+    """Feed the summary the blocks already in a resumed partial file (parsed back)."""
+    lines = writer.resumed_text.splitlines(keepends=True)
+    row = 0
+    for b in range(writer.blocks_done):
+        idx = blocks[b]
+        text = "".join(lines[row:row + idx.size])
+        row += idx.size
+        c = parse_rows(text)
+        r = BlockResult(text, idx.size, c["status"].tolist(), c["lrt"], c["maf"], c["nlp"], 0)
+        summary.add(idx, r)
+        _remember_top(top_rows, summary, idx, r)
+    summary.n_imputed += writer.n_imputed
 
 
 def _remember_top(top_rows: dict[int, tuple[float, float]], summary: _Summary,

@@ -43,7 +43,9 @@ KEEP_ABOVE = 3.0
 PLOT_COLUMNS = ("chromosome", "base_pair_location", "variant_id", "lrt_chisq",
                 "neg_log10_p_value", "status")
 #: Columns the report needs (``p_value`` is re-derived from ``neg_log10_p_value``).
-REPORT_COLUMNS = tuple(c for c in COLUMNS if c != "p_value")
+REPORT_COLUMNS = ("chromosome", "base_pair_location", "effect_allele", "other_allele", "beta",
+                  "standard_error", "effect_allele_frequency", "variant_id", "n", "lrt_chisq",
+                  "neg_log10_p_value", "status")
 
 _DTYPES: dict[str, Any] = {
     "chromosome": str,

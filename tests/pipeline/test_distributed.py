@@ -1,0 +1,229 @@
+"""Variant blocks on a Dask cluster: byte identity, retries, failures, resume, imports."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import glimix_cli.pipeline.run as run_mod
+from glimix_cli.cli.app import app
+from glimix_cli.pipeline import resume as resume_mod
+
+distributed = pytest.importorskip("distributed")
+cloudpickle = pytest.importorskip("cloudpickle")
+
+EX = Path(__file__).resolve().parents[2] / "example_data"
+BS = "500"  # 10 blocks of the 5,000 example variants
+runner = CliRunner()
+
+# Tasks defined here travel to the workers by value (the workers cannot import this file).
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+def scan_args(out: Path, *extra: str) -> list[str]:
+    return ["scan", "--bfile", str(EX / "cohort"), "--pheno", str(EX / "cohort.pheno.tsv"),
+            "--pheno-name", "quant", "-l", "normal", "--covar", str(EX / "cohort.covar.tsv"),
+            "--out", str(out), "--block-size", BS, *extra]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _restore_environ():
+    """Dask's nanny sets OMP_NUM_THREADS=1 & co. in this process's environment for good."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """Two single-threaded worker processes; a dead worker's block is retried once."""
+    import dask
+
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
+        c = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                     dashboard_address=None, silence_logs=logging.ERROR)
+    with c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory) -> bytes:
+    out = tmp_path_factory.mktemp("single") / "single.tsv.gz"
+    res = runner.invoke(app, [*scan_args(out), "-q"])
+    assert res.exit_code == 0, res.output
+    return out.read_bytes()
+
+
+def _real_block(ctx, idx):
+    import glimix_cli.pipeline.run as r  # on a worker: the module as installed
+
+    return r.scan_block(ctx, idx)
+
+
+def test_local_cluster_gives_the_single_process_bytes(tmp_path, single):
+    out = tmp_path / "dask.tsv.gz"
+    res = runner.invoke(app, scan_args(out, "--dask-local", "2"))
+    assert res.exit_code == 0, res.output
+    assert "dask: 2 workers, 2 threads (local cluster)" in res.output
+    assert out.read_bytes() == single
+    meta = json.loads(Path(f"{out}.meta.json").read_text())
+    assert meta["n_rows"] == 5000
+    assert not resume_mod.partial_paths(out)[0].exists()
+
+
+def test_scheduler_address_and_chunks_merge_to_the_same_bytes(tmp_path, cluster, single):
+    parts = []
+    for i in (1, 2):
+        p = tmp_path / f"part{i}.tsv.gz"
+        res = runner.invoke(app, scan_args(p, "--chunk", f"{i}/2", "-q", "--dask-scheduler",
+                                           cluster.scheduler_address))
+        assert res.exit_code == 0, res.output
+        parts.append(str(p))
+    merged = tmp_path / "merged.tsv.gz"
+    assert runner.invoke(app, ["merge", str(merged), *parts, "-q"]).exit_code == 0
+    assert merged.read_bytes() == single
+
+
+def test_scheduler_file(tmp_path, cluster, single):
+    sched = tmp_path / "scheduler.json"
+    sched.write_text(json.dumps({"address": cluster.scheduler_address}))
+    out = tmp_path / "f.tsv.gz"
+    res = runner.invoke(app, scan_args(out, "-q", "--dask-scheduler-file", str(sched)))
+    assert res.exit_code == 0, res.output
+    assert out.read_bytes() == single
+
+
+def test_a_worker_dying_mid_block_is_retried(monkeypatch, tmp_path, cluster, single):
+    marker = tmp_path / "died-once"
+
+    def dies_once(ctx, idx):
+        if int(idx[0]) == 1500 and not os.path.exists(marker):
+            Path(marker).touch()
+            os._exit(1)  # the worker process dies in the middle of block 4
+        return _real_block(ctx, idx)
+
+    monkeypatch.setattr(run_mod, "scan_block", dies_once)
+    out = tmp_path / "retry.tsv.gz"
+    res = runner.invoke(app, scan_args(out, "-q", "--dask-scheduler", cluster.scheduler_address))
+    assert res.exit_code == 0, res.output
+    assert marker.exists()
+    assert out.read_bytes() == single
+    cluster.wait_for_workers(2)
+
+
+def test_a_block_killing_its_worker_twice_aborts(monkeypatch, tmp_path, cluster):
+    def always_dies(ctx, idx):
+        if int(idx[0]) == 1500:
+            os._exit(1)
+        return _real_block(ctx, idx)
+
+    monkeypatch.setattr(run_mod, "scan_block", always_dies)
+    out = tmp_path / "killed.tsv"
+    res = runner.invoke(app, scan_args(out, "-q", "--dask-scheduler", cluster.scheduler_address))
+    assert res.exit_code == 1, res.output
+    line = " ".join(res.output.split())
+    assert "block 4/10 (variants" in line
+    assert "failed twice on the dask cluster: KilledWorker" in line
+    assert not out.exists()
+    cluster.wait_for_workers(2)
+
+
+def test_a_block_failing_twice_names_its_variants_and_keeps_the_partial(monkeypatch, tmp_path,
+                                                                         cluster, single):
+    def always_fails(ctx, idx):
+        if int(idx[0]) == 2000:
+            raise ValueError("bad block\nsecond line")
+        return _real_block(ctx, idx)
+
+    monkeypatch.setattr(run_mod, "scan_block", always_fails)
+    monkeypatch.setattr(resume_mod, "CHECKPOINT_SECONDS", 0.0)
+    out = tmp_path / "fail.tsv.gz"
+    args = scan_args(out, "--dask-scheduler", cluster.scheduler_address)
+    res = runner.invoke(app, args)
+    assert res.exit_code == 1, res.output
+    line = " ".join(res.output.split())
+    assert "block 5/10 (variants rs" in line and ".bim rows 2001-2500)" in line
+    assert "failed twice on the dask cluster: ValueError: bad block second line" in line
+    assert "Traceback" not in res.output
+    assert not out.exists() and not Path(f"{out}.meta.json").exists()
+    partial, ledger = resume_mod.partial_paths(out)
+    assert json.loads(ledger.read_text())["blocks_done"] == 4
+    # fixed: --resume runs the missing blocks only and gives the single-process bytes
+    monkeypatch.setattr(run_mod, "scan_block", _real_block)
+    res = runner.invoke(app, [*args, "--resume"])
+    assert res.exit_code == 0, res.output
+    assert "2,000 variants in 4 of 10 blocks already done" in res.output
+    assert out.read_bytes() == single
+    assert not partial.exists() and not ledger.exists()
+
+
+def test_dask_options_are_alternatives(tmp_path):
+    res = runner.invoke(app, scan_args(tmp_path / "o.tsv", "--dask-local", "2",
+                                       "--dask-scheduler", "tcp://127.0.0.1:8786"))
+    assert res.exit_code == 2 and "alternatives" in res.output
+
+
+def test_missing_scheduler_file_is_a_clear_error(tmp_path):
+    res = runner.invoke(app, scan_args(tmp_path / "o.tsv", "--dask-scheduler-file",
+                                       str(tmp_path / "nosuch.json")))
+    assert res.exit_code == 1
+    assert "nosuch.json: file not found" in res.output and "Traceback" not in res.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_plain_scan_imports_no_distributed(tmp_path):
+    code = ("import sys; from glimix_cli.pipeline.run import *; from pathlib import Path; "
+            f"ex = Path({str(EX)!r}); "
+            "cfg = InputConfig(bfile=ex / 'cohort', pheno=ex / 'cohort.pheno.tsv', "
+            "pheno_name='quant'); "
+            f"run_scan(cfg, ScanConfig(chrom='3', resume=True), Path({str(tmp_path)!r}) / "
+            "'o.tsv', Reporter()); "
+            "print('distributed' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+
+
+class _CountedContext:
+    """Appends a line to ``log`` each time it is unpickled (i.e. shipped somewhere)."""
+
+    def __init__(self, log: str) -> None:
+        self.log = log
+
+    def __getstate__(self) -> dict:
+        return {"log": self.log}
+
+    def __setstate__(self, state: dict) -> None:
+        self.log = state["log"]
+        with open(self.log, "a") as fh:
+            fh.write(f"{os.getpid()}\n")
+
+
+def _ctx_block(ctx, idx):
+    return os.getpid(), int(idx.sum())
+
+
+def test_the_context_is_shipped_once_per_worker_and_blocks_come_back_in_order(tmp_path,
+                                                                             cluster):
+    import numpy as np
+
+    from glimix_cli.pipeline.distributed import iter_blocks_dask
+
+    log = tmp_path / "unpickled.txt"
+    blocks = [np.arange(i, i + 3) for i in range(0, 60, 3)]
+    with distributed.Client(cluster) as client:
+        got = list(iter_blocks_dask(client, _ctx_block, _CountedContext(str(log)), blocks,
+                                    start=2, window=3))
+    assert [b for b, _ in got] == list(range(2, 20))
+    assert [r[1] for _, r in got] == [int(blk.sum()) for blk in blocks[2:]]
+    shipped = log.read_text().split()
+    assert len(shipped) == len(set(shipped)) <= 2  # once per worker, not once per task
