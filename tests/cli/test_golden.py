@@ -22,4 +22,5 @@ def test_scan_matches_golden(scans, trait):
             "n", "status"]
     pd.testing.assert_frame_equal(new[text], old[text])
     for col in NUMERIC:
-        np.testing.assert_allclose(new[col], old[col], rtol=2e-5, atol=1e-7, err_msg=col)
+        # 6 (5 for -log10 p) significant digits are printed: allow a last-digit flip
+        np.testing.assert_allclose(new[col], old[col], rtol=1e-4, atol=2e-5, err_msg=col)
