@@ -43,10 +43,19 @@ each tail by the Barndorff-Nielsen formula at the saddlepoint ``t^`` solving
 evaluated with ``log_ndtr`` so that p-values far below 1e-300 keep their exponent. The
 saddlepoint equation is solved for all selected variants at once by Newton's method
 inside a bracket that shrinks each step (a step that leaves the bracket is replaced by
-bisection, or by doubling while no upper bound is known). When ``q`` lies beyond the
-largest value S can take, ``Smax = sum_i m_i max(a_i, 0) - sum_i a_i m_i mu_i``, the tail is
-the probability of that extreme point, ``P(S = Smax)`` -- an upper bound (the tail
-beyond the support is 0), so the p-value errs on the conservative side.
+bisection, or by doubling while no upper bound is known). ``S`` is bounded: it cannot
+exceed ``Smax = sum_i m_i max(a_i, 0) - sum_i a_i m_i mu_i``. When ``q`` is that extreme
+value the tail is the probability of the extreme point, ``P(S = Smax)``; when ``q`` lies
+beyond it the tail is empty (probability 0). The second case is common for rare traits:
+a common variant carried by many of the few cases puts ``S`` far above its mean, and the
+lower tail ``P(S <= -q)`` then asks for fewer than zero carrier cases.
+
+The score of a 0/1 trait with integer genotypes is a lattice variable. The continuous
+saddlepoint formula evaluated at the observed lattice point lies between ``P(S > s)``
+and ``P(S >= s)``, close to the mid-p value ``P(S > s) + P(S = s) / 2``. Its type-I error
+is therefore close to nominal on average, where the exact tail ``P(S >= s)`` is
+conservative. This was checked against exact enumeration: 20 expected cases, MAF 5-50%,
+40,000 variants, in ``tests/model/test_spa.py`` and ``docs/calibrated-test.md``.
 """
 
 from __future__ import annotations
@@ -68,6 +77,8 @@ SPA_LIKELIHOODS = ("bernoulli", "probit", "binomial")
 #: Variants per vectorised saddlepoint solve (bounds the (n, k) work arrays).
 _CHUNK = 256
 _MAX_ITER = 100
+#: Relative distance from the end of the score's support within which q counts as on it.
+_SUPPORT_RTOL = 1e-6
 
 
 @dataclass(frozen=True)
@@ -201,14 +212,18 @@ def _log_upper_tail(null: SPANull, a: F, q: F) -> F:
     mean_term = np.einsum("ij,ij->j", a, m * mu)
     V = np.einsum("ij,ij->j", a * a, m * mu * (1 - mu))
     s_max = np.einsum("ij,ij->j", m, np.maximum(a, 0.0)) - mean_term
-    beyond = q >= s_max * (1 - 1e-12)
+    # q at the end of the support (to a relative 1e-6: q comes from the GLMM's z): the tail
+    # is the probability of that extreme point; strictly beyond it the tail is empty.
+    at_end = np.abs(q - s_max) <= _SUPPORT_RTOL * np.maximum(np.abs(s_max), np.sqrt(V))
+    beyond = at_end | (q > s_max)
     out = np.full(q.shape, np.nan)
-    if np.any(beyond):
+    out[beyond & ~at_end] = -np.inf
+    if np.any(at_end):
         # P(S = Smax): every sample with a > 0 a full success, every a < 0 a full failure
-        ab = a[:, beyond]
+        ab = a[:, at_end]
         lpos = np.logaddexp(0.0, -lm)  # -log(mu) = softplus(-l)
         lneg = np.logaddexp(0.0, lm)  # -log(1 - mu)
-        out[beyond] = -(np.einsum("ij,ij->j", m * lpos, (ab > 0).astype(float))
+        out[at_end] = -(np.einsum("ij,ij->j", m * lpos, (ab > 0).astype(float))
                         + np.einsum("ij,ij->j", m * lneg, (ab < 0).astype(float)))
     inner = np.flatnonzero(~beyond)
     if inner.size == 0:

@@ -9,7 +9,8 @@ import pytest
 from scipy.special import expit, ndtr
 from scipy.stats import binom, norm
 
-from glimix_cli.model.spa import SPA_Z_CUTOFF, _log_upper_tail, spa_null, spa_pvalues
+from glimix_cli.model.spa import (SPA_Z_CUTOFF, SPANull, _log_upper_tail, spa_null,
+                                  spa_pvalues)
 from glimix_cli.model.stats import chi2_1_logsf
 
 
@@ -118,7 +119,7 @@ def test_extreme_tails_monotone_and_on_log_scale():
     assert log_p[-1] / np.log(10) < -300
 
 
-def test_beyond_support_is_probability_of_the_extreme_point():
+def test_end_of_support_is_probability_of_the_extreme_point():
     rng = np.random.default_rng(6)
     n = 12
     f = rng.normal(-2.0, 0.5, n)
@@ -126,8 +127,38 @@ def test_beyond_support_is_probability_of_the_extreme_point():
     null = spa_null(f, np.ones((n, 1)), "bernoulli")
     s_max = np.sum(np.maximum(a, 0)) - np.sum(a * null.mu)
     expected = np.sum(np.log(null.mu[a > 0])) + np.sum(np.log1p(-null.mu[a < 0]))
-    got = _log_upper_tail(null, a[:, None], np.array([1.5 * s_max]))[0]
+    got = _log_upper_tail(null, a[:, None], np.array([s_max]))[0]
     assert got == pytest.approx(expected, rel=1e-10)
+    # strictly beyond the largest value S can take the tail is empty
+    assert _log_upper_tail(null, a[:, None], np.array([1.01 * s_max]))[0] == -np.inf
+
+
+def _known_mu_null(n, mu):
+    """Null with a known success probability and no covariates: S = sum g (y - mu)."""
+    return SPANull(mu=np.full(n, mu), logit_mu=np.full(n, np.log(mu / (1 - mu))),
+                   trials=np.ones(n), c=np.ones(n), X=np.zeros((n, 1)), H=np.zeros((1, n)))
+
+
+def test_two_sided_when_the_lower_tail_is_empty():
+    """Rare cases, common variant, many carrier cases: S sits above the mean by more than
+    the mean, so P(S <= -s) = 0 and the two-sided p-value is the upper tail alone. Exact
+    reference: T = sum g y = X1 + 2 X2 with X1 ~ Bin(n1, mu), X2 ~ Bin(n2, mu)."""
+    n, mu, n1, n2, t_obs = 2000, 0.01, 278, 15, 11
+    g = np.zeros(n)
+    g[:n1] = 1.0
+    g[n1:n1 + n2] = 2.0
+    pmf = np.convolve(binom.pmf(np.arange(n1 + 1), n1, mu),
+                      np.repeat(binom.pmf(np.arange(n2 + 1), n2, mu), 2)[:-1]
+                      * (np.arange(2 * n2 + 1) % 2 == 0))
+    upper_incl = pmf[t_obs:].sum()  # P(T >= t): the exact (conservative) p-value
+    upper_excl = pmf[t_obs + 1:].sum()
+    mean = mu * g.sum()
+    z = (t_obs - mean) / np.sqrt(np.sum(g * g) * mu * (1 - mu))
+    log_p, used = spa_pvalues(_known_mu_null(n, mu), g[:, None], np.array([z]))
+    assert used[0]
+    # the saddlepoint tail of a lattice variable lies between P(T > t) and P(T >= t),
+    # near the mid-p value; the old 'atom at the empty end' answer was about 100x larger
+    assert upper_excl < np.exp(log_p[0]) < upper_incl
 
 
 def test_probit_weights():
