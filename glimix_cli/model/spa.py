@@ -48,7 +48,11 @@ exceed ``Smax = sum_i m_i max(a_i, 0) - sum_i a_i m_i mu_i``. When ``q`` is that
 value the tail is the probability of the extreme point, ``P(S = Smax)``; when ``q`` lies
 beyond it the tail is empty (probability 0). The second case is common for rare traits:
 a common variant carried by many of the few cases puts ``S`` far above its mean, and the
-lower tail ``P(S <= -q)`` then asks for fewer than zero carrier cases.
+lower tail ``P(S <= -q)`` then asks for fewer than zero carrier cases. The tail on the
+side of the observed score is never empty: if the GLMM's ``z`` places ``q`` past that
+side's end (with ``v0 > 0``, ``q`` is not computed from ``S`` itself), the independent-
+Bernoulli model cannot represent the observation and the surrogate p-value is kept for
+that variant (``used`` False).
 
 The score of a 0/1 trait with integer genotypes is a lattice variable. The continuous
 saddlepoint formula evaluated at the observed lattice point lies between ``P(S > s)``
@@ -196,16 +200,29 @@ def spa_pvalues(null: SPANull, G: ArrayLike, z: ArrayLike,
         a, idx, V = a[:, good], idx[good], V[good]
         q = np.abs(z[idx]) * np.sqrt(V)
         k = idx.size
-        tails = _log_upper_tail(null, np.concatenate([a, -a], axis=1), np.concatenate([q, q]))
-        lp = np.logaddexp(tails[:k], tails[k:])
+        # the tail on the side of the observed score can never be empty (it holds the
+        # observation), the opposite one can
+        observed = np.concatenate([z[idx] > 0, z[idx] < 0])
+        tails = _log_upper_tail(null, np.concatenate([a, -a], axis=1), np.concatenate([q, q]),
+                                observed)
+        with np.errstate(invalid="ignore"):  # NaN tails: not representable, see below
+            lp = np.logaddexp(tails[:k], tails[k:])
         ok = np.isfinite(lp)
         log_p[idx[ok]] = np.minimum(lp[ok], 0.0)
         used[idx[ok]] = True
     return log_p, used
 
 
-def _log_upper_tail(null: SPANull, a: F, q: F) -> F:
-    """``log P(S >= q)`` for ``S = sum_i a_i (Y_i - m_i mu_i)``, one column of ``a`` per q > 0."""
+def _log_upper_tail(null: SPANull, a: F, q: F,
+                    observed: NDArray[np.bool_] | None = None) -> F:
+    """``log P(S >= q)`` for ``S = sum_i a_i (Y_i - m_i mu_i)``, one column of ``a`` per q > 0.
+
+    ``observed`` marks the columns whose tail holds the observed score. There a ``q`` past
+    the end of the support (possible because ``q`` is placed by the GLMM's z, not computed
+    from the independent-Bernoulli S) means the saddlepoint model cannot represent the
+    observation: the result is NaN (the caller keeps the surrogate p-value), never an
+    empty tail.
+    """
     lm = null.logit_mu[:, None]
     m = null.trials[:, None]
     mu = null.mu[:, None]
@@ -217,7 +234,10 @@ def _log_upper_tail(null: SPANull, a: F, q: F) -> F:
     at_end = np.abs(q - s_max) <= _SUPPORT_RTOL * np.maximum(np.abs(s_max), np.sqrt(V))
     beyond = at_end | (q > s_max)
     out = np.full(q.shape, np.nan)
-    out[beyond & ~at_end] = -np.inf
+    empty = beyond & ~at_end
+    if observed is not None:
+        empty &= ~observed  # stays NaN: not representable, see above
+    out[empty] = -np.inf
     if np.any(at_end):
         # P(S = Smax): every sample with a > 0 a full success, every a < 0 a full failure
         ab = a[:, at_end]

@@ -129,8 +129,25 @@ def test_end_of_support_is_probability_of_the_extreme_point():
     expected = np.sum(np.log(null.mu[a > 0])) + np.sum(np.log1p(-null.mu[a < 0]))
     got = _log_upper_tail(null, a[:, None], np.array([s_max]))[0]
     assert got == pytest.approx(expected, rel=1e-10)
-    # strictly beyond the largest value S can take the tail is empty
+    # strictly beyond the largest value S can take the tail is empty ...
     assert _log_upper_tail(null, a[:, None], np.array([1.01 * s_max]))[0] == -np.inf
+    # ... unless it is the tail that holds the observed score: not representable (NaN)
+    got = _log_upper_tail(null, a[:, None], np.array([1.01 * s_max]), np.array([True]))[0]
+    assert np.isnan(got)
+
+
+def test_score_past_the_observed_end_keeps_the_surrogate():
+    """A GLMM z more extreme than any value of the independent-Bernoulli score (a case
+    carrying a singleton, z = +-30) must not get an empty (p = 0) or an all-others-are-
+    controls tail: the surrogate p-value is kept and the row is not marked as SPA."""
+    n = 500
+    null = spa_null(np.full(n, -3.0), np.ones((n, 1)), "bernoulli")
+    g = np.zeros(n)
+    g[0] = 1.0
+    z = np.array([30.0, -30.0])
+    log_p, used = spa_pvalues(null, np.repeat(g[:, None], 2, axis=1), z)
+    assert not used.any()
+    np.testing.assert_array_equal(log_p, chi2_1_logsf(z * z))
 
 
 def _known_mu_null(n, mu):
