@@ -18,6 +18,7 @@ those with minor allele frequency below ``maf_min`` are skipped and counted.
 from __future__ import annotations
 
 import os
+from contextlib import closing
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,10 +163,11 @@ def grm(
     n = bfile.n_samples if sample_index is None else len(np.asarray(sample_index))
     K = np.zeros((n, n), dtype=np.float64, order="F")
     # the next block is read and standardised in a thread while dsyrk runs on this one
-    for Z in prefetch(_standardised_blocks(
+    with closing(prefetch(_standardised_blocks(
         bfile, sample_index, variant_indices, maf_min, block_size, progress, counts
-    )):
-        K = blas.dsyrk(1.0, np.asfortranarray(Z), beta=1.0, c=K, overwrite_c=1, lower=1)
+    ))) as blocks:
+        for Z in blocks:
+            K = blas.dsyrk(1.0, np.asfortranarray(Z), beta=1.0, c=K, overwrite_c=1, lower=1)
     _check_used(bfile, counts, maf_min)
     K /= counts.used
     lower = np.tril(K)

@@ -50,9 +50,10 @@ beyond it the tail is empty (probability 0). The second case is common for rare 
 a common variant carried by many of the few cases puts ``S`` far above its mean, and the
 lower tail ``P(S <= -q)`` then asks for fewer than zero carrier cases. The tail on the
 side of the observed score is never empty: if the GLMM's ``z`` places ``q`` past that
-side's end (with ``v0 > 0``, ``q`` is not computed from ``S`` itself), the independent-
-Bernoulli model cannot represent the observation and the surrogate p-value is kept for
-that variant (``used`` False).
+side's end (with ``v0 > 0``, ``q`` is not computed from ``S`` itself), the observation is
+placed at the realised score ``S = sum_i a_i (y_i - m_i mu_i)`` instead (a value S does
+take, so the tail holds it); without ``y``, or when ``S`` lies on the other side of its
+mean than ``z``, the surrogate p-value is kept for that variant (``used`` False).
 
 The score of a 0/1 trait with integer genotypes is a lattice variable. The continuous
 saddlepoint formula evaluated at the observed lattice point lies between ``P(S > s)``
@@ -103,6 +104,9 @@ class SPANull:
         Covariates.
     H : ndarray of float, shape (p, n)
         ``(X' W X)^-1 X' W``: ``g~ = g - X (H g)``.
+    y : ndarray of float, shape (n,), or None
+        Observed successes; used only where the GLMM's ``z`` lies past the end of the
+        score's support (see :func:`spa_pvalues`).
     """
 
     mu: F
@@ -111,10 +115,11 @@ class SPANull:
     c: F
     X: F
     H: F
+    y: F | None = None
 
 
 def spa_null(post_mean: ArrayLike, X: ArrayLike, likelihood: str,
-             trials: ArrayLike | None = None) -> SPANull:
+             trials: ArrayLike | None = None, y: ArrayLike | None = None) -> SPANull:
     """Null-model quantities of the saddlepoint test.
 
     Parameters
@@ -126,6 +131,9 @@ def spa_null(post_mean: ArrayLike, X: ArrayLike, likelihood: str,
     likelihood : {"bernoulli", "probit", "binomial"}
     trials : array_like of float, shape (n,), optional
         Number of trials (binomial only).
+    y : array_like of float, shape (n,), optional
+        Observed successes (0/1 for a binary trait), for the fall-back described in
+        :func:`spa_pvalues`.
 
     Returns
     -------
@@ -158,7 +166,8 @@ def spa_null(post_mean: ArrayLike, X: ArrayLike, likelihood: str,
     w = c * c * m * mu * (1.0 - mu)
     XW = Xm.T * w
     H = np.linalg.pinv(XW @ Xm, hermitian=True) @ XW
-    return SPANull(mu=mu, logit_mu=logit_mu, trials=m, c=c, X=Xm, H=H)
+    yv = None if y is None else np.asarray(y, dtype=np.float64).ravel()
+    return SPANull(mu=mu, logit_mu=logit_mu, trials=m, c=c, X=Xm, H=H, y=yv)
 
 
 def spa_pvalues(null: SPANull, G: ArrayLike, z: ArrayLike,
@@ -207,6 +216,19 @@ def spa_pvalues(null: SPANull, G: ArrayLike, z: ArrayLike,
                                 observed)
         with np.errstate(invalid="ignore"):  # NaN tails: not representable, see below
             lp = np.logaddexp(tails[:k], tails[k:])
+        past = np.flatnonzero(np.isnan(lp))
+        if past.size and null.y is not None:
+            # q past the observed side's end: place the observation at the score itself
+            s_obs = a[:, past].T @ (null.y - null.trials * null.mu) * np.sign(z[idx[past]])
+            fine = s_obs > 0  # the realised score, on the side the GLMM's z points to
+            if np.any(fine):
+                ap, qp = a[:, past[fine]], s_obs[fine]
+                zp = z[idx[past[fine]]]
+                t2 = _log_upper_tail(null, np.concatenate([ap, -ap], axis=1),
+                                     np.concatenate([qp, qp]),
+                                     np.concatenate([zp > 0, zp < 0]))
+                with np.errstate(invalid="ignore"):
+                    lp[past[fine]] = np.logaddexp(t2[:qp.size], t2[qp.size:])
         ok = np.isfinite(lp)
         log_p[idx[ok]] = np.minimum(lp[ok], 0.0)
         used[idx[ok]] = True

@@ -13,6 +13,7 @@ import os
 import platform
 import time
 from collections import Counter
+from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -415,7 +416,7 @@ def fit_null_arrays(y: F, trials: F | None, X: F, names: list[str], kin: Kinship
         site = glmm.site
         spa = None
         if likelihood in SPA_LIKELIHOODS:
-            spa = spa_null(glmm.posteriori_mean(), X, likelihood, trials)
+            spa = spa_null(glmm.posteriori_mean(), X, likelihood, trials, y)
         return NullModel(
             likelihood, n, names, glmm.beta.tolist(), se.tolist(), v0, v1, glmm.scale,
             glmm.delta, _ratio(v0, v0 + v1), h2_liab, glmm.lml(), info.status,
@@ -503,7 +504,8 @@ def null_from_json(path: Path, inputs: Inputs, kin: Kinship, cfg: InputConfig) -
         scanner = normal.get_fast_scanner()
         if f["likelihood"] in SPA_LIKELIHOODS:
             # the EP posterior mean is the Gaussian conditional mean given the stored sites
-            spa = spa_null(normal.posteriori_mean(), X, f["likelihood"], inputs.trials)
+            spa = spa_null(normal.posteriori_mean(), X, f["likelihood"], inputs.trials,
+                           inputs.y)
     fields = {k: f[k] for k in NullModel.__dataclass_fields__ if k in f}
     null = NullModel(**fields)
     null.scanner = scanner
@@ -850,9 +852,11 @@ def _block_results(ctx: ScanContext, blocks: list[NDArray[np.intp]], start: int,
     """``(b, scan_block(ctx, blocks[b]))`` for b >= start, in order: here or on Dask."""
     if client is None:
         # the next block is read (decoded, QC'd, imputed) in a thread while this one is tested
-        reads = prefetch(_read_block(ctx, blocks[b]) for b in range(start, len(blocks)))
-        for b, data in zip(range(start, len(blocks)), reads):
-            yield b, _test_block(ctx, blocks[b], *data)
+        # (closed explicitly: an exception in _test_block must not leave the reader parked)
+        with closing(prefetch(_read_block(ctx, blocks[b])
+                              for b in range(start, len(blocks)))) as reads:
+            for b, data in zip(range(start, len(blocks)), reads):
+                yield b, _test_block(ctx, blocks[b], *data)
         return
     from glimix_cli.pipeline.distributed import iter_blocks_dask
 

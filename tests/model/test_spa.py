@@ -136,16 +136,33 @@ def test_end_of_support_is_probability_of_the_extreme_point():
     assert np.isnan(got)
 
 
-def test_score_past_the_observed_end_keeps_the_surrogate():
+def test_score_past_the_observed_end():
     """A GLMM z more extreme than any value of the independent-Bernoulli score (a case
-    carrying a singleton, z = +-30) must not get an empty (p = 0) or an all-others-are-
-    controls tail: the surrogate p-value is kept and the row is not marked as SPA."""
+    carrying a singleton, z = 30) must get neither an empty tail (p = 0) nor the
+    all-others-are-controls extreme point (~1e-12): the observation is placed at the
+    realised score. Exact reference: S = a0 (y0 - mu) + a1 (N - (n - 1) mu) with N ~
+    Bin(n - 1, mu) the other cases; one dominant term makes the saddlepoint rough here, but
+    it must stay on the conservative side and within a small factor. Without y, or with z
+    pointing the other way than the realised score, the surrogate p-value is kept."""
     n = 500
-    null = spa_null(np.full(n, -3.0), np.ones((n, 1)), "bernoulli")
+    y = (np.random.default_rng(8).random(n) < expit(-3.0)).astype(float)
+    y[0] = 1.0
+    mu = y.mean()  # the intercept-only fit
+    f = np.full(n, np.log(mu / (1 - mu)))
     g = np.zeros(n)
     g[0] = 1.0
+    G = np.repeat(g[:, None], 2, axis=1)
     z = np.array([30.0, -30.0])
-    log_p, used = spa_pvalues(null, np.repeat(g[:, None], 2, axis=1), z)
+    log_p, used = spa_pvalues(spa_null(f, np.ones((n, 1)), "bernoulli", y=y), G, z)
+    a0, a1 = 1 - 1 / n, -1 / n  # g - mean(g)
+    s_obs = a0 * (1 - mu) + a1 * (y[1:].sum() - (n - 1) * mu)
+    N = np.arange(n)
+    pN = binom.pmf(N, n - 1, mu)
+    exact = sum(py * pN[np.abs(a0 * (y0 - mu) + a1 * (N - (n - 1) * mu)) >= s_obs - 1e-12].sum()
+                for y0, py in ((0, 1 - mu), (1, mu)))
+    assert used[0] and exact <= np.exp(log_p[0]) < 4 * exact
+    assert not used[1] and log_p[1] == chi2_1_logsf(900.0)
+    log_p, used = spa_pvalues(spa_null(f, np.ones((n, 1)), "bernoulli"), G, z)
     assert not used.any()
     np.testing.assert_array_equal(log_p, chi2_1_logsf(z * z))
 
