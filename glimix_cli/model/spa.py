@@ -55,12 +55,11 @@ placed at the realised score ``S = sum_i a_i (y_i - m_i mu_i)`` instead (a value
 take, so the tail holds it); without ``y``, or when ``S`` lies on the other side of its
 mean than ``z``, the surrogate p-value is kept for that variant (``used`` False).
 
-The score of a 0/1 trait with integer genotypes is a lattice variable. The continuous
-saddlepoint formula evaluated at the observed lattice point lies between ``P(S > s)``
-and ``P(S >= s)``, close to the mid-p value ``P(S > s) + P(S = s) / 2``. Its type-I error
-is therefore close to nominal on average, where the exact tail ``P(S >= s)`` is
-conservative. This was checked against exact enumeration: 20 expected cases, MAF 5-50%,
-40,000 variants, in ``tests/model/test_spa.py`` and ``docs/calibrated-test.md``.
+The score of a 0/1 trait with integer genotypes is a lattice variable. With a fitted
+intercept its null law given the number of cases is a lattice (hypergeometric) law, and
+the formula above tracks that law's exact tail ``P(S >= s)`` (checked against
+enumeration: ``validation/spa_conditional.py``), which is conservative at 20-40 cases
+like every exact test of a discrete statistic; see ``docs/calibrated-test.md``.
 """
 
 from __future__ import annotations

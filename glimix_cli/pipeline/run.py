@@ -13,7 +13,6 @@ import os
 import platform
 import time
 from collections import Counter
-from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,6 @@ from numpy.typing import NDArray
 
 from glimix_cli.errors import ConvergenceError, InputError
 from glimix_cli.io.plink import Bfile, block_size_for_budget, iter_blocks, open_bfile
-from glimix_cli.io.prefetch import prefetch
 from glimix_cli.io.results import atomic_text_writer, format_rows, write_meta
 from glimix_cli.io.samples import SampleMatch, match_samples
 from glimix_cli.io.tables import DEFAULT_MISSING, Design, design_matrix, load_covariates, load_trait
@@ -40,7 +38,7 @@ from glimix_cli.model.lmm import LMM
 from glimix_cli.model.scanner import FastScanner
 from glimix_cli.model.spa import SPA_LIKELIHOODS, SPANull, spa_null, spa_pvalues
 from glimix_cli.model.stats import chi2_1_logsf, genomic_inflation
-from glimix_cli.pipeline.qc import BlockQC, block_qc, select_variants
+from glimix_cli.pipeline.qc import block_qc, select_variants
 from glimix_cli.pipeline.resume import RunIdentity, null_hash, open_partial, parse_rows
 
 F = NDArray[np.float64]
@@ -655,18 +653,9 @@ class BlockResult:
 
 def scan_block(ctx: ScanContext, idx: NDArray[np.intp]) -> BlockResult:
     """Read, QC and test one block of variants (.bim rows ``idx``); format its rows."""
-    return _test_block(ctx, idx, *_read_block(ctx, idx))
-
-
-def _read_block(ctx: ScanContext, idx: NDArray[np.intp]) -> tuple[F, BlockQC]:
-    """The reading half of :func:`scan_block`: genotypes and their QC (imputed in place)."""
-    (_, block), = iter_blocks(ctx.bfile(), idx, max(idx.size, 1), ctx.sample_index)
-    return block, block_qc(block, ctx.maf, ctx.mac, ctx.max_missing)
-
-
-def _test_block(ctx: ScanContext, idx: NDArray[np.intp], block: F, qc: BlockQC) -> BlockResult:
-    """The testing half of :func:`scan_block`."""
     bfile = ctx.bfile()
+    (_, block), = iter_blocks(bfile, idx, max(idx.size, 1), ctx.sample_index)
+    qc = block_qc(block, ctx.maf, ctx.mac, ctx.max_missing)
     b = idx.size
     beta = np.full(b, np.nan)
     se = np.full(b, np.nan)
@@ -851,12 +840,8 @@ def _block_results(ctx: ScanContext, blocks: list[NDArray[np.intp]], start: int,
                    bfile: Bfile):
     """``(b, scan_block(ctx, blocks[b]))`` for b >= start, in order: here or on Dask."""
     if client is None:
-        # the next block is read (decoded, QC'd, imputed) in a thread while this one is tested
-        # (closed explicitly: an exception in _test_block must not leave the reader parked)
-        with closing(prefetch(_read_block(ctx, blocks[b])
-                              for b in range(start, len(blocks)))) as reads:
-            for b, data in zip(range(start, len(blocks)), reads):
-                yield b, _test_block(ctx, blocks[b], *data)
+        for b in range(start, len(blocks)):
+            yield b, scan_block(ctx, blocks[b])
         return
     from glimix_cli.pipeline.distributed import iter_blocks_dask
 

@@ -29,18 +29,17 @@ def scan_args(out: Path, *extra: str) -> list[str]:
 
 
 def crash_after(monkeypatch, k: int) -> None:
-    """Make the scan raise (like a crash) when it starts testing block k+1 (the local path
-    reads blocks ahead in a thread and tests them with ``_test_block``)."""
-    real = run_mod._test_block
+    """Make the scan raise (like a crash) when it starts block k+1."""
+    real = run_mod.scan_block
     calls = {"n": 0}
 
-    def flaky(ctx, idx, block, qc):
+    def flaky(ctx, idx):
         calls["n"] += 1
         if calls["n"] > k:
             raise RuntimeError("simulated crash")
-        return real(ctx, idx, block, qc)
+        return real(ctx, idx)
 
-    monkeypatch.setattr(run_mod, "_test_block", flaky)
+    monkeypatch.setattr(run_mod, "scan_block", flaky)
     monkeypatch.setattr(resume_mod, "CHECKPOINT_SECONDS", 0.0)
 
 
