@@ -241,8 +241,8 @@ def _log_upper_tail(null: SPANull, a: F, q: F,
     ``observed`` marks the columns whose tail holds the observed score. There a ``q`` past
     the end of the support (possible because ``q`` is placed by the GLMM's z, not computed
     from the independent-Bernoulli S) means the saddlepoint model cannot represent the
-    observation: the result is NaN (the caller keeps the surrogate p-value), never an
-    empty tail.
+    observation at q: the result is NaN, never an empty tail (:func:`spa_pvalues` then
+    places the observation at the realised score, or keeps the surrogate p-value).
     """
     lm = null.logit_mu[:, None]
     m = null.trials[:, None]
