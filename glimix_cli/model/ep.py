@@ -56,6 +56,25 @@ class EPState:
     post_mean: F
     lml: float
     diagnostics: EPDiagnostics
+    #: prior mean the sites are fitted to (``X beta``; updated when ``profile_X`` is given)
+    mean: F | None = None
+    #: generalised-least-squares ``beta`` from the sites when ``profile_X`` is given
+    beta: F | None = None
+
+
+def gls_beta(core: DenseCore, X: F, eta: F, tau: F) -> F:
+    """``beta`` maximising ``log N(mu~ | X beta, Sigma + T^-1)`` for fixed sites:
+    ``(X^T C^-1 X)^-1 X^T C^-1 mu~`` with ``C^-1 = T^1/2 B^-1 T^1/2`` (sites with
+    ``tau = 0`` carry no weight)."""
+    sq = core.sq
+    w = np.zeros_like(eta)
+    pos = tau > 0
+    w[pos] = eta[pos] / sq[pos]  # T^1/2 mu~
+    rhs = np.column_stack([sq[:, None] * X, w])
+    sol = core.solve_B(rhs)
+    XtC = (sq[:, None] * X).T
+    A = XtC @ sol[:, :-1]
+    return np.linalg.lstsq(A, XtC @ sol[:, -1], rcond=None)[0]
 
 
 def _posterior(Sigma: F, mean: F, eta: F, tau: F) -> tuple[DenseCore, F]:
@@ -114,29 +133,48 @@ def run_ep(
     atol: float,
     n_int: int,
     max_sweeps: int = MAX_SWEEPS,
+    profile_X: F | None = None,
 ) -> EPState:
     """Run parallel EP to convergence, warm-started from the given sites.
 
     Convergence: every proposed site update changes ``tau`` and ``eta`` by at most
     ``atol + rtol * |value|``. Raises :class:`ConvergenceError` after ``max_sweeps``.
+
+    With ``profile_X``, the prior mean is ``X beta`` with ``beta`` re-estimated by GLS on
+    the sites after every sweep (it needs only the factorisation the sweep makes anyway).
+    At convergence the sites are EP's for that mean and ``beta`` is GLS on them, so the EP
+    marginal likelihood is stationary in ``beta`` (its gradient in ``beta`` is the GLS
+    normal equations): the result is the likelihood profiled over ``beta``.
     """
     n = mean.shape[0]
     eta = np.zeros(n) if eta is None else eta.copy()
     tau = np.zeros(n) if tau is None else tau.copy()
-    core, mu = _posterior(Sigma, mean, eta, tau)
+    beta = None
+    mean = mean.copy()
+    if profile_X is not None and np.any(tau > 0):
+        core = DenseCore(Sigma, tau)
+        beta = gls_beta(core, profile_X, eta, tau)
+        mean = profile_X @ beta
+        mu = mean + core.posterior_apply(eta - tau * mean)
+    else:
+        core, mu = _posterior(Sigma, mean, eta, tau)
     rho = 1.0
     prev_step = np.inf
     step = np.inf
     for sweep in range(1, max_sweeps + 1):
         s2 = core.posterior_diag()
-        cav_tau = 1.0 / s2 - tau
-        cav_eta = mu / s2 - eta
-        ok = cav_tau > 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cav_tau = 1.0 / s2 - tau
+            cav_eta = mu / s2 - eta
+        ok = np.isfinite(cav_tau) & np.isfinite(cav_eta) & (cav_tau > 0)
         skipped = int(n - ok.sum())
         if skipped:
-            # keep the old site where the cavity is improper (rare rounding at huge tau)
-            cav_tau = np.where(ok, cav_tau, 1.0 / s2)
-            cav_eta = np.where(ok, cav_eta, mu / s2)
+            # keep the old site where the cavity is improper (rounding at huge tau, or a
+            # posterior variance that rounded to zero); those tilted moments are computed
+            # on the prior marginal only to keep the vectorised call valid, then discarded
+            prior_var = np.diag(Sigma)
+            cav_tau = np.where(ok, cav_tau, 1.0 / np.maximum(prior_var, 1e-300))
+            cav_eta = np.where(ok, cav_eta, mean * cav_tau)
         cav_var = 1.0 / cav_tau
         cav_mean = cav_eta * cav_var
         tm = lik.tilted_moments(cav_mean, cav_var, n_int)
@@ -153,7 +191,7 @@ def run_ep(
         if step <= 1.0:
             lml = ep_lml(core, mean, eta, tau, cav_mean, cav_var, tm.log_z)
             diag = EPDiagnostics(True, sweep, step, rho, skipped)
-            return EPState(eta, tau, core, mu, lml, diag)
+            return EPState(eta, tau, core, mu, lml, diag, mean, beta)
         if sweep > 1 and step > 1.05 * prev_step:
             rho = max(rho / 2, _MIN_DAMPING)
         elif sweep > 1 and step < prev_step:
@@ -161,7 +199,13 @@ def run_ep(
         prev_step = step
         tau = tau + rho * (new_tau - tau)
         eta = eta + rho * (new_eta - eta)
-        core, mu = _posterior(Sigma, mean, eta, tau)
+        if profile_X is not None:
+            core = DenseCore(Sigma, tau)
+            beta = gls_beta(core, profile_X, eta, tau)
+            mean = profile_X @ beta
+            mu = mean + core.posterior_apply(eta - tau * mean)
+        else:
+            core, mu = _posterior(Sigma, mean, eta, tau)
     raise ConvergenceError(
         f"EP did not converge in {max_sweeps} sweeps (last largest site change {step:.3g} "
         f"in units of atol + rtol*|value|, damping {rho:g}); loosen rtol/atol or check the "

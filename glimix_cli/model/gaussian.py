@@ -11,7 +11,7 @@ With prior covariance ``Sigma = v0 K + v1 I`` and Gaussian sites of precisions `
 * ``C = Sigma + T^-1`` has ``C^-1 = T^(1/2) B^-1 T^(1/2)`` and ``log|C| = log|B| - sum log tau``;
 * the EP posterior ``(Sigma^-1 + T)^-1 = Sigma - Sigma T^(1/2) B^-1 T^(1/2) Sigma`` has
   diagonal ``(1 - diag(B^-1)) / tau`` (because ``T^(1/2) Sigma_post T^(1/2) = I - B^-1``),
-  evaluated directly for sites where ``tau * Sigma_ii`` is too small for that formula.
+  evaluated directly for sites with ``tau = 0`` and a few with tiny ``tau * Sigma_ii``.
 
 One Cholesky and one triangular inverse per call: O(n^3 / 3) flops each.
 """
@@ -24,9 +24,9 @@ from scipy.linalg import cho_solve, lapack, solve_triangular
 
 F = NDArray[np.float64]
 
-#: Below this value of tau_i * Sigma_ii, the diagonal of the posterior covariance is
-#: computed directly rather than by the cancellation-prone (1 - B^-1_ii) / tau_i.
-_DIRECT_DIAG = 1e-3
+#: Sites with tau_i * Sigma_ii below this value get the direct formula for their posterior
+#: variance (when there are few of them, see ``DenseCore.posterior_diag``).
+_DIRECT_DIAG = 1e-10
 
 
 class DenseCore:
@@ -88,17 +88,35 @@ class DenseCore:
 
     # -- EP posterior ----------------------------------------------------------------------
     def posterior_diag(self) -> F:
-        """Diagonal of ``(Sigma^-1 + T)^-1``."""
+        """Diagonal of ``(Sigma^-1 + T)^-1``.
+
+        Sites with ``tau_i > 0`` use ``(1 - B^-1_ii) / tau_i``, whose relative error grows
+        like ``eps / (tau_i Sigma_ii)`` by cancellation (measured: 3e-11 at 1.6e-4,
+        6e-7 at 1.6e-9). Sites with ``tau_i = 0`` (where that is 0/0), and up to
+        ``max(8, n/16)`` sites with ``tau_i Sigma_ii < 1e-10``, use the direct form
+        ``Sigma_ii - ||L^-1 T^1/2 Sigma e_i||^2`` at n^2 flops each; the cap keeps a
+        parameter near its lower bound (every site tiny) from costing n^3 per EP sweep.
+        EP does not need more: for such a site the cavity is narrow against the likelihood
+        and the site update ``b / (1 - v b)`` moves by ``v b`` times the relative error
+        (EP lml and sites measured identical to 1e-12 with and without the direct form at
+        scale 1e-8).
+        """
         tau = self.tau
+        n = tau.shape[0]
         sd = np.diag(self.Sigma)
+        zero = tau == 0
+        if np.all(zero):  # no site information: the posterior is the prior
+            return sd.copy()
         out = np.empty_like(tau)
-        zero = tau == 0  # no site information: the posterior variance is the prior's
-        out[zero] = sd[zero]
-        direct = (tau * sd < _DIRECT_DIAG) & ~zero
-        fast = ~direct & ~zero
-        out[fast] = (1.0 - self.diag_Binv[fast]) / tau[fast]
-        if np.any(direct):
-            idx = np.flatnonzero(direct)
+        pos = ~zero
+        out[pos] = (1.0 - self.diag_Binv[pos]) / tau[pos]
+        tiny = np.flatnonzero(pos & (tau * sd < _DIRECT_DIAG))
+        cap = max(8, n // 16)
+        idx = np.flatnonzero(zero)
+        if tiny.size and idx.size < cap:
+            order = np.argsort((tau * sd)[tiny])
+            idx = np.concatenate([idx, tiny[order[: cap - idx.size]]])
+        if idx.size:
             V = self._Li @ (self.sq[:, None] * self.Sigma[:, idx])
             out[idx] = sd[idx] - np.einsum("ij,ij->j", V, V)
         return out

@@ -262,6 +262,8 @@ class _GLMMBase:
         if x0.size == 0:
             value = self.lml()
             return FitInfo("converged", "nothing to fit: all parameters fixed", 0, 1, value, ())
+        if x0.size == 1:
+            return self._optimise_1d(free[0], x0[0], bounds[0], factr, maxiter, verbose)
         res = minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=bounds,
                        options={"ftol": factr * np.finfo(float).eps, "gtol": pgtol,
                                 "maxiter": maxiter})
@@ -289,8 +291,78 @@ class _GLMMBase:
             )
         return FitInfo(status, str(res.message), int(res.nit), evals[0], value, tuple(at_bound))
 
+    def _optimise_1d(self, name: str, x0: float, bounds: tuple, factr: float, maxiter: int,
+                     verbose: bool) -> FitInfo:
+        """Maximise over one parameter by root finding on its derivative.
+
+        Walk uphill from ``x0`` in steps that double (first step: a factor e^0.5 in scale,
+        0.1 in delta) until the derivative changes sign or a bound is reached, then run
+        Brent's method on the derivative inside that bracket. Each evaluation warm-starts
+        EP from the previous sites, and the walk keeps steps short near ``x0``, so EP needs
+        few sweeps. On smooth 1-D problems this takes about half the evaluations of
+        L-BFGS-B, whose first steps here overshoot by an order of magnitude.
+        Stops when the bracket is narrower than ``1e-6 * sqrt(factr / 1e5)`` (in
+        log-scale or delta units).
+        """
+        from scipy.optimize import brentq
+
+        lo, hi = bounds
+        cache: dict[float, tuple[float, float]] = {}
+
+        def ev(x: float) -> tuple[float, float]:
+            x = float(min(max(x, lo), hi))
+            if x not in cache:
+                if len(cache) >= maxiter:
+                    raise _MaxIter
+                self._unpack(np.array([x]), [name])
+                value = self.lml()
+                g = float(self._grad_vector(self.gradient(), [name])[0])
+                if verbose:
+                    log.info("lml=%.8g scale=%.6g delta=%.6g", value, self._scale,
+                             self._delta)
+                cache[x] = (value, g)
+            return cache[x]
+
+        xtol = 1e-6 * np.sqrt(factr / 1e5)
+        status, message, x = "converged", "", x0
+        try:
+            a = float(min(max(x0, lo), hi))
+            _, ga = ev(a)
+            x = a
+            if ga == 0.0:
+                message = "zero derivative at the start"
+            else:
+                direction = 1.0 if ga > 0 else -1.0
+                step = 0.5 if name == "scale" else 0.1
+                bound = hi if direction > 0 else lo
+                while True:
+                    if a == bound:
+                        status, message, x = "at_bound", f"{name} at its bound", a
+                        break
+                    b = float(min(max(a + direction * step, lo), hi))
+                    _, gb = ev(b)
+                    # (no early stop on a small derivative here: in log(scale) it shrinks
+                    # with the scale itself, so it would stop short of a lower bound)
+                    if gb * direction <= 0:  # the derivative changed sign: a maximum
+                        x = brentq(lambda t: ev(t)[1], min(a, b), max(a, b), xtol=xtol,
+                                   maxiter=maxiter)
+                        message = "derivative root bracketed and located (Brent)"
+                        break
+                    a, step = b, 2 * step
+        except _MaxIter:
+            status, message = "max_iter", f"stopped after {maxiter} evaluations"
+            x = max(cache, key=lambda k: cache[k][0])
+        self._unpack(np.array([x]), [name])
+        value = self.lml()
+        at_bound = (name,) if status == "at_bound" else ()
+        return FitInfo(status, message, len(cache), len(cache), value, at_bound)
+
     def copy(self):
         return copy.deepcopy(self)
+
+
+class _MaxIter(Exception):
+    """Internal: the 1-D search used up its evaluations."""
 
 
 class GLMMExpFam(_GLMMBase):
@@ -350,6 +422,7 @@ class GLMMExpFam(_GLMMBase):
         self._state: EPState | None = None
         self._warm: tuple[F, F] | None = None
         self._ep_sweeps_total = 0
+        self._profile_beta = False
 
     @property
     def likelihood(self) -> Likelihood:
@@ -363,15 +436,18 @@ class GLMMExpFam(_GLMMBase):
     def _ep(self) -> EPState:
         if self._state is None:
             eta, tau = self._warm if self._warm is not None else (None, None)
+            kw = {"rtol": self._rtol, "atol": self._atol, "n_int": self._n_int,
+                  "profile_X": self._X if self._profile_beta else None}
             try:
-                self._state = run_ep(self._lik, self.mean(), self.covariance(), eta, tau,
-                                     rtol=self._rtol, atol=self._atol, n_int=self._n_int)
+                self._state = run_ep(self._lik, self.mean(), self.covariance(), eta, tau, **kw)
             except ConvergenceError:
                 if eta is None:
                     raise
                 # a warm start from far-away parameters can oscillate: retry cold
                 self._state = run_ep(self._lik, self.mean(), self.covariance(), None, None,
-                                     rtol=self._rtol, atol=self._atol, n_int=self._n_int)
+                                     **kw)
+            if self._state.beta is not None:
+                self._beta = self._state.beta.copy()
             self._ep_sweeps_total += self._state.diagnostics.sweeps
         return self._state
 
@@ -414,13 +490,28 @@ class GLMMExpFam(_GLMMBase):
 
     def fit(self, verbose: bool = True, factr: float = 1e5, pgtol: float = 1e-7,
             maxiter: int = 500) -> None:
-        """Maximise the EP marginal likelihood over the free parameters (L-BFGS-B).
+        """Maximise the EP marginal likelihood over the free parameters.
 
-        ``factr`` and ``pgtol`` have L-BFGS-B's meaning (relative reduction in units of
-        machine epsilon; projected-gradient tolerance). The outcome is in ``fit_info``.
+        A free ``beta`` is profiled inside EP (GLS on the sites after every sweep). With
+        both ``scale`` and ``delta`` free, L-BFGS-B searches them; ``factr`` and ``pgtol``
+        have its meaning (relative reduction in units of machine epsilon; projected-gradient
+        tolerance). With one of them free, a bracketing root finder on the derivative does
+        (see ``_optimise_1d``; ``factr`` sets its tolerance). The outcome is in
+        ``fit_info``.
         """
         self._ep_sweeps_total = 0
-        info = self._optimise(self._free(), factr, pgtol, maxiter, verbose)
+        free = self._free()
+        if "beta" in free:
+            # profile beta inside EP (GLS on the sites after every sweep, see run_ep): the
+            # search then covers only the variance parameters, with the same optimum and
+            # about half the EP runs of a joint search.
+            free.remove("beta")
+            self._profile_beta = True
+            self._changed()
+        try:
+            info = self._optimise(free, factr, pgtol, maxiter, verbose)
+        finally:
+            self._profile_beta = False
         self.fit_info = FitInfo(info.status, info.message, info.iterations, info.evaluations,
                                 info.lml, info.at_bound, self._ep_sweeps_total)
 
@@ -494,7 +585,8 @@ class GLMMNormal(_GLMMBase):
 
     def fit(self, verbose: bool = True, factr: float = 1e5, pgtol: float = 1e-7,
             maxiter: int = 500) -> None:
-        """Maximise the lml: beta by GLS (profiled), scale and delta by L-BFGS-B."""
+        """Maximise the lml: beta by GLS (profiled), scale and delta by L-BFGS-B (or by the
+        1-D root finder of ``_optimise_1d`` when only one of them is free)."""
         profile_beta = "beta" not in self._fixed
         free = [p for p in ("scale", "delta") if p not in self._fixed]
         if profile_beta:

@@ -346,3 +346,74 @@ def test_fixed_scale_scanner_is_the_known_covariance_lrt():
         assert res["lrt"][j] == pytest.approx(2 * (lml1 - lml0), rel=1e-8)
         assert res["effsizes1_se"][j] == pytest.approx(np.sqrt(V[-1, -1]), rel=1e-9)
         assert sc.scan(M[:, [j]])["lml"] == pytest.approx(lml1, rel=1e-10)
+
+
+@pytest.mark.parametrize(("lik", "fix_delta"), [("bernoulli", True), ("probit", True),
+                                                ("poisson", False), ("binomial", False)])
+def test_fit_reaches_the_maximum_found_by_a_derivative_free_search(lik, fix_delta):
+    """fit() profiles beta inside EP and searches the variance parameters (a 1-D root
+    finder when only the scale is free, L-BFGS-B otherwise). References: Nelder-Mead on the
+    plain EP lml over every free parameter jointly, from two other starts, must not do
+    better; and central differences of the plain lml vanish at the fit."""
+    from scipy.optimize import minimize
+
+    y, spec, X, K = problem(lik, n=30, seed=22)
+    QS = economic_qs(K)
+    glmm = GLMMExpFam(y, spec, X, QS, n_int=256, rtol=1e-10, atol=1e-12)
+    if fix_delta:
+        glmm.delta = 0.0
+        glmm.fix("delta")
+    glmm.fit(verbose=False)
+    info = glmm.fit_info
+    assert info.status == "converged" or info.at_bound == ("delta",)
+    assert 0.05 < glmm.scale < 100  # an interior optimum
+
+    ref = GLMMExpFam(y, spec, X, QS, n_int=256, rtol=1e-10, atol=1e-12)
+    ref.delta = 0.0
+
+    def neg(x):
+        ref.beta = x[:2]
+        ref.scale = float(np.exp(np.clip(x[2], np.log(1e-8), np.log(1e3))))
+        if not fix_delta:
+            ref.delta = float(np.clip(x[3], 0.0, 1.0))
+        return -ref.lml()
+
+    best = np.inf
+    for start in ([0.0, 0.0, np.log(2.0), 0.5], [0.5, -0.5, np.log(0.2), 0.2]):
+        x0 = start[:3] if fix_delta else start
+        res = minimize(neg, x0, method="Nelder-Mead",
+                       options={"xatol": 1e-6, "fatol": 1e-10, "maxfev": 4000})
+        best = min(best, res.fun)
+    assert glmm.lml() >= -best - 1e-7
+    assert glmm.lml() == pytest.approx(-best, abs=1e-4)
+    for name in ("beta", "scale") + (() if fix_delta else ("delta",)):
+        step = 1e-4 if name != "scale" else 1e-4 * glmm.scale
+        if name == "delta" and not step < glmm.delta < 1 - step:
+            continue  # on the boundary: no two-sided difference
+        np.testing.assert_allclose(central_diff(glmm, name, step), 0.0, atol=1e-4,
+                                   err_msg=f"{lik}: d lml / d {name} at the fit")
+
+
+def test_fit_reports_the_lower_bound_when_relatives_are_anticorrelated():
+    """Pairs of relatives (kinship 0.5) where every pair has one case and one control: the
+    trait is less alike within pairs than any v0 >= 0 predicts, the lml falls with v0
+    (checked on a grid), and the fit walks to the lower bound and says so."""
+    n = 60
+    X = np.ones((n, 1))
+    K = np.kron(np.eye(n // 2), np.array([[1.0, 0.5], [0.5, 1.0]]))
+    y = np.tile([1.0, 0.0], n // 2)
+    glmm = GLMMExpFam(y, "bernoulli", X, K=K)
+    glmm.delta = 0.0
+    glmm.fix("delta")
+    glmm.fit(verbose=False)
+    info = glmm.fit_info
+    assert info.status == "at_bound" and info.at_bound == ("scale",)
+    assert glmm.scale == pytest.approx(1e-8)
+    best = glmm.lml()
+    grid = GLMMExpFam(y, "bernoulli", X, K=K)
+    grid.delta = 0.0
+    values = []
+    for s in (1e-6, 1e-3, 0.1, 1.0):
+        grid.scale = s
+        values.append(grid.lml())
+    assert np.all(np.diff(values) < 0) and best >= values[0] - 1e-9
