@@ -104,7 +104,8 @@ def main() -> None:
                "status": r.fit_info.status, "timed_fit_lml": lml,
                "abs_diff_lml": abs(lml - r.lml())}
     out = {
-        "n": n, "n_int": args.n_int, "m_kin": args.m_kin, "m_scan": args.m_scan,
+        "n": n, "n_int": args.n_int, "case_fraction": args.case_fraction,
+        "m_kin": args.m_kin, "m_scan": args.m_scan,
         "related": args.related, "load_end": list(os.getloadavg()),
         "cores": os.cpu_count(),
         "machine": platform.machine(), "eigh_s": t_eig,
@@ -116,7 +117,8 @@ def main() -> None:
     print(json.dumps(out, indent=1, default=str))
     res = Path(__file__).parent / "results"
     res.mkdir(exist_ok=True)
-    tag = ("_related" if args.related else "") + ("_ref" if ref else "")
+    tag = (("_related" if args.related else "") + ("_ref" if ref else "")
+           + (f"_cases{args.case_fraction:g}" if args.case_fraction != 0.5 else ""))
     (res / f"engine_n{n}_nint{args.n_int}{tag}.json").write_text(json.dumps(out, indent=1, default=str))
 
 

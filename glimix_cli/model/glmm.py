@@ -9,8 +9,10 @@ Model (both classes)::
 likelihood by Expectation Propagation. ``GLMMNormal`` observes the EP site means
 ``mu~ = eta / tau`` with heterogeneous noise ``1 / tau``: ``mu~ ~ N(X beta, Sigma + T^-1)``.
 
-Parameters are fitted by L-BFGS-B over ``beta``, ``log(scale)`` and ``delta`` (bounded,
-see ``SCALE_BOUNDS``); the gradient of the EP marginal likelihood at an EP fixed point
+``fit()`` profiles ``beta`` (GLS given the sites, inside EP for ``GLMMExpFam``) and
+searches ``log(scale)`` and ``delta`` (bounded, see ``SCALE_BOUNDS``) by L-BFGS-B, or by a
+bracketing root finder on the derivative when only one of them is free; the gradient of
+the EP marginal likelihood at an EP fixed point
 equals the gradient of ``log N(mu~ | X beta, Sigma + T^-1)`` with the sites held fixed
 (Rasmussen & Williams 2006, sec. 3.6.3), which is what ``gradient()`` returns.
 """
