@@ -119,7 +119,8 @@ def main() -> None:
     res.mkdir(exist_ok=True)
     tag = (("_related" if args.related else "") + ("_ref" if ref else "")
            + (f"_cases{args.case_fraction:g}" if args.case_fraction != 0.5 else ""))
-    (res / f"engine_n{n}_nint{args.n_int}{tag}.json").write_text(json.dumps(out, indent=1, default=str))
+    path = res / f"engine_n{n}_nint{args.n_int}{tag}.json"
+    path.write_text(json.dumps(out, indent=1, default=str))
 
 
 if __name__ == "__main__":

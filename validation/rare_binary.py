@@ -48,7 +48,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from scipy.special import expit, log_expit
 
 from glimix_cli.model.glmm import GLMMExpFam, GLMMNormal

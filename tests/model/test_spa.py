@@ -9,8 +9,7 @@ import pytest
 from scipy.special import expit, ndtr
 from scipy.stats import binom, norm
 
-from glimix_cli.model.spa import (SPA_Z_CUTOFF, SPANull, _log_upper_tail, spa_null,
-                                  spa_pvalues)
+from glimix_cli.model.spa import SPA_Z_CUTOFF, SPANull, _log_upper_tail, spa_null, spa_pvalues
 from glimix_cli.model.stats import chi2_1_logsf
 
 
@@ -212,3 +211,79 @@ def test_rejects_other_likelihoods():
         spa_null(np.zeros(3), np.ones((3, 1)), "poisson")
     with pytest.raises(ValueError, match="number of trials"):
         spa_null(np.zeros(3), np.ones((3, 1)), "binomial")
+
+
+def test_conditional_tail_tracks_the_exact_conditional_mid_p():
+    """Non-exchangeable cases (a covariate moves mu), 6 cases among 24: every case set
+    enumerated with its probability given the number of cases; the double saddlepoint
+    tail P(U >= u | N = 6) against the conditional mid-p value over the upper tail."""
+    from glimix_cli.model.spa import _log_upper_tail_conditional
+
+    rng = np.random.default_rng(5)
+    n, n_cases = 24, 6
+    x = rng.normal(size=n)
+    X = np.column_stack([np.ones(n), x])
+    f = -1.2 + 0.6 * x
+    y = np.zeros(n)
+    y[:n_cases] = 1
+    null = spa_null(f, X, "bernoulli", y=y)
+    subsets = np.array(list(itertools.combinations(range(n), n_cases)))
+    lw = np.log(null.mu)[subsets].sum(1) - np.log1p(-null.mu)[subsets].sum(1)
+    w = np.exp(lw - lw.max())
+    w /= w.sum()
+    centre_pi = expit(null.logit_mu + null.conditional[1])
+    checked = 0
+    for g in (rng.binomial(2, 0.3, n).astype(float), (np.arange(n) % 5 == 0) * 1.0):
+        a = g - X @ (null.H @ g)
+        U = a[subsets].sum(1)
+        centre = a @ centre_pi
+        order = np.argsort(-U)
+        tail = np.cumsum(w[order])  # P(U >= U[order[i]]), ties aside
+        for p_target in (0.05, 0.01, 1e-3, 1e-4):
+            u = U[order[np.searchsorted(tail, p_target)]]
+            exact = w[U >= u - 1e-9].sum()
+            mid = exact - 0.5 * w[np.abs(U - u) <= 1e-9].sum()
+            lt, good = _log_upper_tail_conditional(null, a[:, None], np.array([u - centre]))
+            assert good[0]
+            # 6 cases: the saddlepoint is rough, but within a small factor at every level
+            assert 0.4 < np.exp(lt[0]) / mid < 2.5, (p_target, mid, np.exp(lt[0]))
+            checked += 1
+    assert checked == 8
+
+
+def test_default_pvalue_is_the_hypergeometric_mid_p():
+    """Intercept only, 20 cases among 2,000 (mu = 20 / n, the fitted value): given the
+    number of cases the carrier-allele count among cases is bivariate hypergeometric. The
+    default two-sided p-value (conditional on the number of cases) is close to that law's
+    mid-p value."""
+    from scipy.stats import hypergeom
+
+    n, n_cases = 2000, 20
+    n1, n2 = 700, 100  # genotype counts: MAF 0.225
+    g = np.zeros(n)
+    g[:n1] = 1.0
+    g[n1:n1 + n2] = 2.0
+    law = np.zeros(2 * n_cases + 1)
+    for k in range(n_cases + 1):
+        for h in range(n_cases - k + 1):
+            law[h + 2 * k] += np.exp(hypergeom.logpmf(k, n, n2, n_cases)
+                                     + hypergeom.logpmf(h, n - n2, n1, n_cases - k))
+    mean = n_cases * g.mean()
+    dev = np.abs(np.arange(law.size) - mean)
+    mu = n_cases / n
+    f = np.full(n, np.log(mu / (1 - mu)))
+    X = np.ones((n, 1))
+    for t_obs in (16, 18, 20):
+        y = np.zeros(n)
+        # t_obs carrier alleles among the cases: heterozygous cases, then non-carriers
+        y[:t_obs] = 1.0
+        y[n - (n_cases - t_obs):] = 1.0
+        assert y.sum() == n_cases and g @ y == t_obs
+        d = abs(t_obs - mean)
+        exact = law[dev >= d - 1e-9].sum()
+        mid = exact - 0.5 * law[np.abs(dev - d) <= 1e-9].sum()
+        gt = g - g.mean()
+        z = gt @ (y - mu) / np.sqrt(gt @ gt * mu * (1 - mu))
+        lp, used = spa_pvalues(spa_null(f, X, "bernoulli", y=y), g[:, None], np.array([z]))
+        assert used[0]
+        assert 0.8 < np.exp(lp[0]) / mid < 1.25, (t_obs, np.exp(lp[0]), mid, exact)
