@@ -14,6 +14,11 @@ block has the block rescheduled once (``distributed.scheduler.allowed-failures =
 clusters glimix starts itself; a scheduler you started keeps its own setting). A block
 that fails twice stops the run with an error naming the block's variants.
 
+Dask blames a worker's death on every task assigned to that worker at the time, so a
+block queued next to the one that kills its workers can be declared ``KilledWorker`` as
+well. Such a block is resubmitted once more, alone; only a block that is declared
+``KilledWorker`` a second time stops the run, so the error names the block at fault.
+
 Nothing here is imported unless a Dask option is given: ``distributed`` is an optional
 dependency (``pip install 'glimix-cli[dask]'``).
 """
@@ -152,12 +157,16 @@ def iter_blocks_dask(client: Any, fn: Callable[[Any, NDArray[np.intp]], Any], ct
     token = os.urandom(4).hex()
     futures: dict[int, Any] = {}
     rescatters = 0
+    serial = 0
+    killed: set[int] = set()  # blocks already resubmitted after a KilledWorker
     ctx_f = client.scatter(ctx, broadcast=True, hash=False)
     wait(ctx_f)
 
     def submit(j: int) -> Any:
+        nonlocal serial
+        serial += 1
         return client.submit(fn, ctx_f, blocks[j], retries=1, pure=False,
-                             key=f"glimix-block-{j}-{token}-{rescatters}")
+                             key=f"glimix-block-{j}-{token}-{serial}")
 
     nxt = start
     b = start
@@ -178,7 +187,17 @@ def iter_blocks_dask(client: Any, fn: Callable[[Any, NDArray[np.intp]], Any], ct
                         if f.status != "error" or _lost(f.exception()):
                             futures[j] = submit(j)
                     continue
+                if _killed(exc) and b not in killed:
+                    killed.add(b)  # maybe only queued beside the block at fault
+                    futures[b] = submit(b)
+                    continue
                 what = describe(b) if describe else f"block {b + 1}"
+                if _lost(exc):
+                    raise BlockError(
+                        f"{what} could not run: every dask worker holding the scan context "
+                        f"died, {rescatters + 1} times - a block at or after this one kills "
+                        "its worker (out of memory?); the blocks before it are kept in the "
+                        "partial output; fix the cause and rerun with --resume") from None
                 raise BlockError(f"{what} failed twice on the dask cluster: "
                                  f"{_one_line(exc)} - the blocks before it are kept in the "
                                  "partial output; fix the cause and rerun with --resume"
@@ -197,6 +216,13 @@ def _lost(exc: BaseException) -> bool:
     from concurrent.futures import CancelledError
 
     return isinstance(exc, CancelledError)
+
+
+def _killed(exc: BaseException) -> bool:
+    """Declared lost because workers died while it was assigned to them."""
+    from distributed import KilledWorker
+
+    return isinstance(exc, KilledWorker)
 
 
 def _one_line(exc: BaseException) -> str:

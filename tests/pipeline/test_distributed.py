@@ -227,3 +227,90 @@ def test_the_context_is_shipped_once_per_worker_and_blocks_come_back_in_order(tm
     assert [r[1] for _, r in got] == [int(blk.sum()) for blk in blocks[2:]]
     shipped = log.read_text().split()
     assert len(shipped) == len(set(shipped)) <= 2  # once per worker, not once per task
+
+
+class _FakeFuture:
+    def __init__(self, outcome):
+        self.outcome = outcome
+        self.status = "error" if isinstance(outcome, BaseException) else "finished"
+
+    def result(self):
+        if isinstance(self.outcome, BaseException):
+            raise self.outcome
+        return self.outcome
+
+    def exception(self):
+        return self.outcome if self.status == "error" else None
+
+    def cancel(self):
+        pass
+
+    def release(self):
+        pass
+
+
+class _ScriptedClient:
+    """Runs block j's k-th submission as ``script[j][k]`` (default: returns j)."""
+
+    def __init__(self, script):
+        self.script = script
+        self.submitted: list[int] = []
+        self.scatters = 0
+
+    def nthreads(self):
+        return {"w": 1}
+
+    def scatter(self, ctx, broadcast, hash):
+        self.scatters += 1
+        return _FakeFuture(ctx)
+
+    def submit(self, fn, ctx_f, block, retries, pure, key):
+        j = int(block[0])
+        k = self.submitted.count(j)
+        self.submitted.append(j)
+        plan = self.script.get(j, [])
+        return _FakeFuture(plan[k] if k < len(plan) else j)
+
+
+class _Worker:
+    address = "tcp://10.0.0.1:1234"
+
+
+def test_a_block_dask_blames_for_a_neighbours_deaths_is_run_again(monkeypatch):
+    """Dask declares KilledWorker on every task queued on a dying worker: the innocent
+    block before the one at fault is resubmitted and the error names the one at fault."""
+    import numpy as np
+
+    from glimix_cli.pipeline.distributed import BlockError, iter_blocks_dask
+
+    monkeypatch.setattr(distributed, "wait", lambda f: None)
+
+    def killed(j):
+        return distributed.KilledWorker(f"glimix-block-{j}", _Worker(), 1)
+
+    client = _ScriptedClient({1: [killed(1)], 3: [killed(3), killed(3)]})
+    got = []
+    with pytest.raises(BlockError) as err:
+        for b, res in iter_blocks_dask(client, None, object(), [np.array([j]) for j in range(6)],
+                                       window=4, describe=lambda b: f"block {b + 1}/6"):
+            got.append((b, res))
+    assert got == [(0, 0), (1, 1), (2, 2)]
+    assert str(err.value).startswith("block 4/6 failed twice on the dask cluster: KilledWorker")
+    assert client.submitted.count(1) == 2 and client.submitted.count(3) == 2
+
+
+def test_losing_the_context_too_often_says_so(monkeypatch):
+    from concurrent.futures import CancelledError
+
+    import numpy as np
+
+    from glimix_cli.pipeline import distributed as dist_mod
+
+    monkeypatch.setattr(distributed, "wait", lambda f: None)
+    client = _ScriptedClient({2: [CancelledError()] * 10})
+    with pytest.raises(dist_mod.BlockError) as err:
+        list(dist_mod.iter_blocks_dask(client, None, object(), [np.array([j]) for j in range(4)],
+                                       describe=lambda b: f"block {b + 1}/4"))
+    assert client.scatters == 1 + dist_mod.MAX_RESCATTER
+    assert str(err.value).startswith("block 3/4 could not run: every dask worker holding the "
+                                     "scan context died, 4 times")
