@@ -66,7 +66,10 @@ PhenoOpt = Annotated[
     typer.Option("--pheno", exists=True, dir_okay=False,
                  help="Phenotype table with a header, keyed by FID IID (or IID)."),
 ]
-PhenoNameOpt = Annotated[str, typer.Option("--pheno-name", help="Trait column.")]
+PhenoNameOpt = Annotated[
+    str | None,
+    typer.Option("--pheno-name", help="Trait column (default: the table's only data column)."),
+]
 LikOpt = Annotated[
     Likelihood, typer.Option("--likelihood", "-l", help="Observation model of the trait.")
 ]
@@ -117,11 +120,22 @@ def _input_config(bfile, pheno, pheno_name, likelihood, trials_name, covar, cova
 
     if kinship is not None and kinship_cache is not None:
         _usage("--kinship and --kinship-cache are alternatives: give one")
+    missing = tuple(missing_code) if missing_code else tuple(DEFAULT_MISSING)
+    if pheno_name is None:
+        from glimix_cli.cli.console import error
+        from glimix_cli.errors import GlimixError
+        from glimix_cli.io.tables import sole_trait_column
+
+        try:
+            pheno_name = sole_trait_column(pheno, [trials_name] if trials_name else [], missing)
+        except GlimixError as exc:
+            error(str(exc))
+            raise typer.Exit(exc.exit_code) from None
     return InputConfig(
         bfile=bfile, pheno=pheno, pheno_name=pheno_name, likelihood=likelihood.value,
         trials_name=trials_name, covar=covar, covar_names=tuple(covar_name or ()),
         covar_cat=tuple(covar_cat or ()),
-        missing_codes=tuple(missing_code) if missing_code else tuple(DEFAULT_MISSING),
+        missing_codes=missing,
         kinship=kinship, kinship_cache=kinship_cache, kinship_extract=kinship_extract,
         kinship_maf=kinship_maf,
     )
@@ -158,7 +172,7 @@ def _run(fn, quiet: bool):
 def fit(
     bfile: BfileOpt,
     pheno: PhenoOpt,
-    pheno_name: PhenoNameOpt,
+    pheno_name: PhenoNameOpt = None,
     likelihood: LikOpt = Likelihood.normal,
     trials_name: TrialsOpt = None,
     covar: CovarOpt = None,
@@ -204,8 +218,8 @@ def _parse_chunk(text: str) -> tuple[int, int]:
 def scan(
     bfile: BfileOpt,
     pheno: PhenoOpt,
-    pheno_name: PhenoNameOpt,
     out: Annotated[Path, typer.Option("--out", help="Results TSV (.tsv.gz compresses).")],
+    pheno_name: PhenoNameOpt = None,
     likelihood: LikOpt = Likelihood.normal,
     trials_name: TrialsOpt = None,
     covar: CovarOpt = None,

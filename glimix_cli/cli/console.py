@@ -143,7 +143,13 @@ def _null_tables(null) -> list[Table]:
 
 def _null_notes(null) -> list[str]:
     notes = []
-    if null.status == "at_bound" and null.likelihood in ("bernoulli", "probit"):
+    if null.status == "at_bound" and null.v0 <= 1e-6:
+        notes.append(
+            "[yellow]note:[/] v0 is at its lower bound (about 0): these data show no "
+            "kinship variance for this trait, so the null model is the plain "
+            f"{'GLM' if null.likelihood != 'normal' else 'linear model'} on the covariates "
+            "and the tests are that model's. See README 'What the null-model numbers mean'.")
+    elif null.status == "at_bound" and null.likelihood in ("bernoulli", "probit"):
         notes.append(
             "[yellow]note:[/] v0 reached its cap: the likelihood is flat in the kinship "
             "variance (typical of unrelated samples, where K is close to I and v0 K acts like "

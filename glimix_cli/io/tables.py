@@ -236,6 +236,26 @@ class Trait:
         return ok if self.trials is None else ok & ~np.isnan(self.trials)
 
 
+def sole_trait_column(
+    path: str | os.PathLike[str],
+    exclude: Sequence[str] = (),
+    missing_tokens: Sequence[str] = DEFAULT_MISSING,
+) -> str:
+    """The table's only data column (other than the IDs and ``exclude``), for a default
+    ``--pheno-name``; an :class:`InputError` naming the columns when there is not exactly one.
+    """
+    df = read_table(path, missing_tokens)
+    cols = [c for c in df.columns if c not in ("fid", "iid") and c not in set(exclude)]
+    if len(cols) == 1:
+        return str(cols[0])
+    if not cols:
+        raise InputError(f"{path}: no phenotype column besides the sample IDs - add the "
+                         "trait as a column with a header")
+    shown = ", ".join(map(str, cols[:8])) + (", ..." if len(cols) > 8 else "")
+    raise InputError(f"{path}: {len(cols)} phenotype columns ({shown}) - choose one with "
+                     "--pheno-name")
+
+
 def load_trait(
     path: str | os.PathLike[str],
     name: str,

@@ -161,6 +161,8 @@ def test_kinship_cache_is_built_and_reused(runner, ex, tmp_path):
     ("args", "code", "message"),
     [
         (["--pheno-name", "nosuch"], 1, "column 'nosuch' not found"),
+        ([], 1, "5 phenotype columns (quant, binary, count, successes, trials) - choose one "
+         "with --pheno-name"),
         (["--pheno-name", "quant", "-l", "bernoulli"], 1, "bernoulli"),
         (["--pheno-name", "successes", "-l", "binomial"], 1, "--trials-name"),
         (["--pheno-name", "quant", "--chunk", "4/3"], 2, "--chunk 4/3"),
@@ -177,6 +179,34 @@ def test_bad_input_gives_one_line_and_no_output(runner, ex, tmp_path, args, code
     assert message in res.output
     assert "Traceback" not in res.output
     assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_a_single_trait_column_needs_no_pheno_name(runner, ex, tmp_path):
+    pheno = tmp_path / "case.tsv"
+    pd.read_csv(ex / "cohort.pheno.tsv", sep="\t")[["FID", "IID", "binary"]].to_csv(
+        pheno, sep="\t", index=False)
+    common = ["--bfile", str(ex / "cohort"), "--pheno", str(pheno), "-l", "bernoulli", "-q"]
+    res = runner.invoke(app, ["fit", *common, "--out", str(tmp_path / "n")])
+    assert res.exit_code == 0, res.output
+    null = tmp_path / "n.null.json"
+    assert json.loads(null.read_text())["inputs"]["pheno_name"] == "binary"
+    # the scan resolves the same column, so the null model's inputs match
+    res = runner.invoke(app, ["scan", *common, "--null", str(null), "--chrom", "3",
+                              "--out", str(tmp_path / "o.tsv")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "o.tsv").exists()
+
+
+def test_null_model_notes_tell_the_lower_bound_from_the_cap():
+    from types import SimpleNamespace
+
+    from glimix_cli.cli.console import _null_notes
+
+    low = _null_notes(SimpleNamespace(status="at_bound", v0=1e-8, likelihood="bernoulli"))
+    assert len(low) == 1 and "lower bound" in low[0] and "plain GLM" in low[0]
+    cap = _null_notes(SimpleNamespace(status="at_bound", v0=30.0, likelihood="bernoulli"))
+    assert len(cap) == 1 and "reached its cap" in cap[0]
+    assert _null_notes(SimpleNamespace(status="converged", v0=1e-8, likelihood="bernoulli")) == []
 
 
 def test_broken_bed_is_a_clear_error(runner, ex, tmp_path):
