@@ -16,6 +16,9 @@ does, and reports type-I / alpha by MAF class for:
     the same with each outcome's probability taken from its EP cavity (the predictive
     probability of ``y_i`` given every other outcome, which does not use ``y_i`` itself:
     ``E[h(f)]`` for ``f`` under the cavity Normal, 64-point Gauss-Hermite);
+``spa_marginal``
+    the same with the prior-predictive probabilities ``E[h(x beta + u_i)]``,
+    ``u_i ~ N(0, v0 K_ii)``, which use no outcome at all;
 ``spa_at_score``
     the default saddlepoint evaluated at the realised independent-model score
     ``sum a_i (y_i - pi_i)`` instead of at ``|z|`` (no variance-ratio placement).
@@ -70,7 +73,7 @@ def main() -> None:
     gh_x, gh_w = np.polynomial.hermite_e.hermegauss(64)
     gh_w = gh_w / gh_w.sum()
     frac = args.fraction
-    tests = ("surrogate", "spa", "spa_cavity", "spa_at_score")
+    tests = ("surrogate", "spa", "spa_cavity", "spa_marginal", "spa_at_score")
     lp = {t: [] for t in tests}
     reps = []
     for rep in range(args.reps):
@@ -87,6 +90,9 @@ def main() -> None:
         tau_c = 1.0 / pv - fit["tau"]  # cavity: the posterior marginal without site i
         m_c = (pm / pv - fit["eta"]) / tau_c
         p_cav = expit(m_c[:, None] + np.sqrt(1.0 / tau_c)[:, None] * gh_x) @ gh_w
+        v0 = float(fit["scale"]) * (1 - float(fit["delta"]))
+        p_marg = expit((X @ fit["beta"])[:, None]
+                       + np.sqrt(v0 * np.diag(K))[:, None] * gh_x) @ gh_w
         r = normal.get_fast_scanner().fast_scan(M)
         z = r["effsizes1"] / r["effsizes1_se"]
         null = spa_null(pm, X, "bernoulli", y=y)
@@ -101,11 +107,13 @@ def main() -> None:
         lp["surrogate"].append(chi2_1_logsf(z * z))
         lp["spa"].append(spa_pvalues(null, M, z)[0])
         lp["spa_cavity"].append(spa_pvalues(null_cav, M, z)[0])
+        lp["spa_marginal"].append(spa_pvalues(spa_null(logit(p_marg), X, "bernoulli", y=y),
+                                              M, z)[0])
         lp["spa_at_score"].append(spa_pvalues(null, M, z_ind)[0])
         rare = maf < 0.05
-        reps.append({"cases": int(y.sum()), "v0": float(fit["scale"]) * (1 - float(fit["delta"])),
+        reps.append({"cases": int(y.sum()), "v0": v0,
                      "sum_h_posterior_mean": float(null.mu.sum()),
-                     "sum_cavity_p": float(p_cav.sum()),
+                     "sum_cavity_p": float(p_cav.sum()), "sum_marginal_p": float(p_marg.sum()),
                      "rare_var_z": float(z[rare].var()), "rare_var_z_ind": float(z_ind[rare].var()),
                      "rare_corr": float(np.corrcoef(z[rare], z_ind[rare])[0, 1])})
         print(json.dumps(reps[-1]), flush=True)
