@@ -260,36 +260,45 @@ def spa_pvalues(null: SPANull, G: ArrayLike, z: ArrayLike,
         if not np.any(good):
             continue
         a, idx, V = a[:, good], idx[good], V[good]
-        q = np.abs(z[idx]) * np.sqrt(V)
-        k = idx.size
-        # the tail on the side of the observed score can never be empty (it holds the
-        # observation), the opposite one can
-        observed = np.concatenate([z[idx] > 0, z[idx] < 0])
-        tails = _log_upper_tail(null, np.concatenate([a, -a], axis=1), np.concatenate([q, q]),
-                                observed)
-        with np.errstate(invalid="ignore"):  # NaN tails: not representable, see below
-            lp = np.logaddexp(tails[:k], tails[k:])
-        past = np.flatnonzero(np.isnan(lp))
-        if past.size and null.y is not None:
-            # q past the observed side's end: place the observation at the score itself
-            s_obs = a[:, past].T @ (null.y - null.trials * null.mu) * np.sign(z[idx[past]])
-            fine = s_obs > 0  # the realised score, on the side the GLMM's z points to
-            if np.any(fine):
-                ap, qp = a[:, past[fine]], s_obs[fine]
-                zp = z[idx[past[fine]]]
-                t2 = _log_upper_tail(null, np.concatenate([ap, -ap], axis=1),
-                                     np.concatenate([qp, qp]),
-                                     np.concatenate([zp > 0, zp < 0]))
-                with np.errstate(invalid="ignore"):
-                    lp[past[fine]] = np.logaddexp(t2[:qp.size], t2[qp.size:])
+        lp = np.full(idx.size, np.nan)
         if null.conditional is not None:
             # the mid-p value conditional on the number of cases, where it can be formed
-            lc = _conditional_logp(null, a, z[idx])
-            lp = np.where(np.isfinite(lc), lc, lp)
+            lp = _conditional_logp(null, a, z[idx])
+        rest = np.flatnonzero(~np.isfinite(lp))
+        if rest.size:  # the unconditional value elsewhere
+            lp[rest] = _unconditional_logp(null, a[:, rest], z[idx[rest]], V[rest])
         ok = np.isfinite(lp)
         log_p[idx[ok]] = np.minimum(lp[ok], 0.0)
         used[idx[ok]] = True
     return log_p, used
+
+
+def _unconditional_logp(null: SPANull, a: F, z: F, V: F) -> F:
+    """Two-sided unconditional log p-value per column (NaN where not representable), the
+    observation placed at ``q = |z| sqrt(V)``, or at the realised score where that ``q`` lies
+    past the observed side's end of the support (see the module notes)."""
+    q = np.abs(z) * np.sqrt(V)
+    k = z.size
+    # the tail on the side of the observed score can never be empty (it holds the
+    # observation), the opposite one can
+    observed = np.concatenate([z > 0, z < 0])
+    tails = _log_upper_tail(null, np.concatenate([a, -a], axis=1), np.concatenate([q, q]),
+                            observed)
+    with np.errstate(invalid="ignore"):  # NaN tails: not representable, see below
+        lp = np.logaddexp(tails[:k], tails[k:])
+    past = np.flatnonzero(np.isnan(lp))
+    if past.size and null.y is not None:
+        # q past the observed side's end: place the observation at the score itself
+        s_obs = a[:, past].T @ (null.y - null.trials * null.mu) * np.sign(z[past])
+        fine = s_obs > 0  # the realised score, on the side the GLMM's z points to
+        if np.any(fine):
+            ap, qp = a[:, past[fine]], s_obs[fine]
+            zp = z[past[fine]]
+            t2 = _log_upper_tail(null, np.concatenate([ap, -ap], axis=1),
+                                 np.concatenate([qp, qp]), np.concatenate([zp > 0, zp < 0]))
+            with np.errstate(invalid="ignore"):
+                lp[past[fine]] = np.logaddexp(t2[:qp.size], t2[qp.size:])
+    return lp
 
 
 def _conditional_logp(null: SPANull, a: F, z: F) -> F:
