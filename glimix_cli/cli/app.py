@@ -111,6 +111,39 @@ KinExtractOpt = Annotated[
 KinMafOpt = Annotated[float, typer.Option("--kinship-maf", min=0.0, max=0.5,
                                           help="MAF floor for GRM variants.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary.")]
+ThreadsOpt = Annotated[
+    int | None,
+    typer.Option("--threads", min=1,
+                 help="Threads for the linear algebra (BLAS/OpenMP). Default: the library's "
+                      "choice, usually every core this process may use. Set it to your job's "
+                      "CPU allocation when several jobs share a node."),
+]
+
+#: Environment variables read by the BLAS/OpenMP libraries numpy and scipy may load.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                    "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+def _limit_threads(threads: int | None) -> None:
+    """Cap the BLAS/OpenMP thread pools at ``threads``.
+
+    The libraries read their thread count from the environment once, when they load; the
+    commands import numpy only after this runs, so setting the variables is enough (and
+    covers numpy's and scipy's separate OpenBLAS copies). In a process that has loaded
+    numpy already (an in-process caller), it is too late: say so instead.
+    """
+    if threads is None:
+        return
+    import os
+    import sys
+
+    if "numpy" in sys.modules:
+        from glimix_cli.cli.console import console_err
+
+        console_err().print("[yellow]warning:[/] --threads has no effect here: numpy was "
+                            "loaded before the option was read (run glimix as a command)")
+    for name in THREAD_VARIABLES:
+        os.environ[name] = str(threads)
 
 
 def _input_config(bfile, pheno, pheno_name, likelihood, trials_name, covar, covar_name,
@@ -184,9 +217,11 @@ def fit(
     kinship_extract: KinExtractOpt = None,
     kinship_maf: KinMafOpt = 0.0,
     out: Annotated[Path | None, typer.Option("--out", help="Write PREFIX.null.json.")] = None,
+    threads: ThreadsOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Fit the null GLMM (no variant): EP for non-Normal traits, the LMM for Normal ones."""
+    _limit_threads(threads)
     cfg = _input_config(bfile, pheno, pheno_name, likelihood, trials_name, covar, covar_name,
                         covar_cat, missing_code, kinship, kinship_cache, kinship_extract,
                         kinship_maf)
@@ -264,9 +299,11 @@ def scan(
         "--test", help="p-value: auto = saddlepoint (spa) for bernoulli/probit, surrogate LRT "
         "otherwise; spa (also binomial); surrogate (the fixed-covariance LRT). "
         "See docs/calibrated-test.md.")] = ScanTest.auto,
+    threads: ThreadsOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Fit the null model (or reuse --null), then test every selected variant."""
+    _limit_threads(threads)
     cfg = _input_config(bfile, pheno, pheno_name, likelihood, trials_name, covar, covar_name,
                         covar_cat, missing_code, kinship, kinship_cache, kinship_extract,
                         kinship_maf)
@@ -299,9 +336,11 @@ def kinship(
     kinship_extract: KinExtractOpt = None,
     maf: Annotated[float, typer.Option("--maf", min=0.0, max=0.5,
                                        help="MAF floor for GRM variants.")] = 0.0,
+    threads: ThreadsOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Build the standardised GRM and cache its eigendecomposition for fit and scan."""
+    _limit_threads(threads)
     from glimix_cli.cli.console import console_err
     from glimix_cli.pipeline.run import run_kinship
 

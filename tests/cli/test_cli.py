@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -268,3 +269,44 @@ def test_model_layer_imports_no_io_or_cli():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_threads_caps_the_blas_pools_before_numpy_loads(ex, tmp_path):
+    code = """
+import ctypes, glob, os, sys
+from glimix_cli.cli.app import _limit_threads
+_limit_threads(1)
+import numpy, scipy.linalg
+counts = []
+for pkg in (numpy, scipy):
+    libs = os.path.join(os.path.dirname(pkg.__file__), '..', pkg.__name__ + '.libs')
+    for path in glob.glob(os.path.join(libs, '*openblas*')):
+        lib = ctypes.CDLL(path)
+        for sym in ('openblas_get_num_threads64_', 'scipy_openblas_get_num_threads',
+                    'openblas_get_num_threads'):
+            if hasattr(lib, sym):
+                counts.append(getattr(lib, sym)())
+                break
+print(counts)
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "OPENBLAS_NUM_THREADS": "2"})
+    assert proc.returncode == 0, proc.stderr
+    counts = json.loads(proc.stdout)
+    if not counts:
+        pytest.skip("no bundled OpenBLAS to query")
+    assert set(counts) == {1}, counts  # numpy's and scipy's own OpenBLAS copies
+    # end to end, as a command
+    exe = Path(sys.executable).with_name("glimix")
+    proc = subprocess.run([str(exe), "kinship", "--bfile", str(ex / "cohort"), "--out",
+                           str(tmp_path / "k.npz"), "--threads", "1"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "warning" not in proc.stderr and (tmp_path / "k.npz").exists()
+
+
+def test_threads_in_process_says_it_is_too_late(runner, ex, tmp_path):
+    res = runner.invoke(app, ["kinship", "--bfile", str(ex / "cohort"), "--out",
+                              str(tmp_path / "k.npz"), "--threads", "1", "-q"])
+    assert res.exit_code == 0, res.output
+    assert "--threads has no effect here" in " ".join(res.output.split())
