@@ -159,8 +159,11 @@ def _input_config(bfile, pheno, pheno_name, likelihood, trials_name, covar, cova
         from glimix_cli.errors import GlimixError
         from glimix_cli.io.tables import sole_trait_column
 
+        other = [trials_name] if trials_name else []
+        if covar is not None and Path(covar).resolve() == Path(pheno).resolve():
+            other += [*(covar_name or ()), *(covar_cat or ())]  # one table for both
         try:
-            pheno_name = sole_trait_column(pheno, [trials_name] if trials_name else [], missing)
+            pheno_name = sole_trait_column(pheno, other, missing)
         except GlimixError as exc:
             error(str(exc))
             raise typer.Exit(exc.exit_code) from None

@@ -134,9 +134,12 @@ def _null_tables(null) -> list[Table]:
         par.add_row("h2 liability (link variance added)", _g(null.h2_liability, 3))
     par.add_row("log marginal likelihood", f"{null.lml:.4f}")
     status = null.status if null.status == "converged" else f"[yellow]{null.status}[/]"
-    par.add_row("optimiser", f"{status}: {null.iterations} iterations, "
-                f"{null.evaluations} evaluations" + (f", {null.ep_sweeps} EP sweeps"
-                                                      if null.ep_sweeps else ""))
+    if null.evaluations:
+        par.add_row("optimiser", f"{status}: {null.iterations} iterations, "
+                    f"{null.evaluations} evaluations" + (f", {null.ep_sweeps} EP sweeps"
+                                                          if null.ep_sweeps else ""))
+    else:  # a closed-form / grid search that counts nothing (the Normal LMM)
+        par.add_row("optimiser", f"{status}: {null.message}")
     par.add_row("fit time", f"{null.seconds:.1f} s")
     return [eff, par]
 

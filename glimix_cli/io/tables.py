@@ -378,6 +378,8 @@ class Covariates:
     cat_columns : tuple of str
         Columns treated as categorical (requested, or detected as non-numeric).
     source : str
+    left_out : tuple of str
+        Data columns of the table left out because they are the trait (``exclude``).
     """
 
     fid: NDArray | None
@@ -385,6 +387,7 @@ class Covariates:
     table: pd.DataFrame
     cat_columns: tuple[str, ...]
     source: str = ""
+    left_out: tuple[str, ...] = ()
 
     @property
     def complete(self) -> NDArray[np.bool_]:
@@ -397,6 +400,7 @@ def load_covariates(
     names: Sequence[str] | None = None,
     cat_names: Sequence[str] = (),
     missing_tokens: Sequence[str] = DEFAULT_MISSING,
+    exclude: Sequence[str] = (),
 ) -> Covariates:
     """Read covariate columns.
 
@@ -409,6 +413,9 @@ def load_covariates(
     cat_names : sequence of str
         Columns to treat as categorical even if numeric (e.g. a batch number).
     missing_tokens : sequence of str
+    exclude : sequence of str
+        Columns that are never covariates (the trait, when pheno and covariates share a
+        table): left out of "all data columns", an error when named.
 
     Returns
     -------
@@ -418,9 +425,13 @@ def load_covariates(
     """
     source = str(path)
     df = read_table(path, missing_tokens)
-    data_cols = [c for c in df.columns if c not in ("fid", "iid")]
+    data_cols = [c for c in df.columns if c not in ("fid", "iid") and c not in set(exclude)]
     wanted = list(data_cols if names is None else names)
     wanted += [c for c in cat_names if c not in wanted]
+    for c in wanted:
+        if c in set(exclude):
+            raise InputError(f"{source}: covariate '{c}' is the trait column - a trait cannot "
+                             "be its own covariate; drop it from --covar-name / --covar-cat")
     table = pd.DataFrame(index=df.index)
     cats: list[str] = []
     for c in wanted:
@@ -438,6 +449,7 @@ def load_covariates(
         table=table,
         cat_columns=tuple(cats),
         source=source,
+        left_out=tuple(c for c in df.columns if c in set(exclude) and names is None),
     )
 
 

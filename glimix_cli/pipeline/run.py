@@ -164,8 +164,12 @@ def load_inputs(cfg: InputConfig, rep: Reporter) -> Inputs:
         rep.info(f"trait {cfg.pheno_name}: {trait.coding}")
     cov = None
     if cfg.covar is not None:
+        trait_cols = [c for c in (cfg.pheno_name, cfg.trials_name) if c]
         cov = load_covariates(cfg.covar, list(cfg.covar_names) or None, cfg.covar_cat,
-                              cfg.missing_codes)
+                              cfg.missing_codes, exclude=trait_cols)
+        if cov.left_out:
+            rep.info(f"covariates: every column of {cfg.covar} but {', '.join(cov.left_out)} "
+                     "(the trait)")
     kin_ids = None
     kin_matrix = None
     if cfg.kinship is not None:

@@ -254,8 +254,11 @@ def _null_section(null: dict[str, Any] | None) -> str:
     status = _e(f.get("status", "?"))
     if f.get("status") != "converged":
         status = f'<span class="warn">{status}</span>'
-    opt = (f"{status}: {_int(f.get('iterations', 0))} iterations, "
-           f"{_int(f.get('evaluations', 0))} evaluations")
+    if f.get("evaluations"):
+        opt = (f"{status}: {_int(f.get('iterations', 0))} iterations, "
+               f"{_int(f.get('evaluations', 0))} evaluations")
+    else:  # a closed-form / grid search that counts nothing (the Normal LMM)
+        opt = f"{status}: {_e(f.get('message', ''))}"
     if f.get("ep_sweeps"):
         opt += f", {_int(f['ep_sweeps'])} EP sweeps"
     par = [("likelihood", _e(f.get("likelihood", "?"))),

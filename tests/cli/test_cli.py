@@ -310,3 +310,35 @@ def test_threads_in_process_says_it_is_too_late(runner, ex, tmp_path):
                               str(tmp_path / "k.npz"), "--threads", "1", "-q"])
     assert res.exit_code == 0, res.output
     assert "--threads has no effect here" in " ".join(res.output.split())
+
+
+def test_a_shared_pheno_and_covar_table_never_uses_the_trait_as_covariate(runner, ex, tmp_path):
+    both = tmp_path / "both.tsv"
+    ph = pd.read_csv(ex / "cohort.pheno.tsv", sep="\t")[["FID", "IID", "quant"]]
+    cv = pd.read_csv(ex / "cohort.covar.tsv", sep="\t")
+    ph.merge(cv, on=["FID", "IID"]).to_csv(both, sep="\t", index=False)
+    common = ["fit", "--bfile", str(ex / "cohort"), "--pheno", str(both), "--covar", str(both)]
+    res = runner.invoke(app, [*common, "--pheno-name", "quant", "--out", str(tmp_path / "a")])
+    assert res.exit_code == 0, res.output
+    assert "but quant (the trait)" in " ".join(res.output.split())
+    # the same fit as with the separate files
+    ref = runner.invoke(app, ["fit", "--bfile", str(ex / "cohort"), "--pheno",
+                              str(ex / "cohort.pheno.tsv"), "--pheno-name", "quant", "--covar",
+                              str(ex / "cohort.covar.tsv"), "--out", str(tmp_path / "b"), "-q"])
+    assert ref.exit_code == 0, ref.output
+    a = json.loads((tmp_path / "a.null.json").read_text())["null"]
+    b = json.loads((tmp_path / "b.null.json").read_text())["null"]
+    assert a["covariates"] == b["covariates"] and "quant" not in a["covariates"]
+    assert a["beta"] == pytest.approx(b["beta"], rel=1e-9) and a["lml"] == pytest.approx(b["lml"])
+    # with the covariates named, the one column left is the trait: no --pheno-name needed
+    res = runner.invoke(app, [*common, *[a for c in ("age", "sex") for a in ("--covar-name", c)],
+                              "--covar-cat", "site", "--out", str(tmp_path / "d"), "-q"])
+    assert res.exit_code == 0, res.output
+    d = json.loads((tmp_path / "d.null.json").read_text())
+    assert d["inputs"]["pheno_name"] == "quant" and d["null"]["lml"] == pytest.approx(b["lml"])
+    # named explicitly: refused, nothing written
+    res = runner.invoke(app, [*common, "--pheno-name", "quant", "--covar-name", "quant",
+                              "--out", str(tmp_path / "c")])
+    assert res.exit_code == 1
+    assert "covariate 'quant' is the trait column" in " ".join(res.output.split())
+    assert not (tmp_path / "c.null.json").exists()
