@@ -393,7 +393,7 @@ def _log_upper_tail(null: SPANull, a: F, q: F,
         fallback = np.where(np.isfinite(hi), 0.5 * (lo + hi), 2.0 * t)
         t_new = np.where(inside, step, fallback)
         t = np.where(done, t, t_new)
-        if np.all(done | (hi - lo <= 1e-14 * np.maximum(hi, 1e-300))):
+        if np.all(done | (np.isfinite(hi) & (hi - lo <= 1e-14 * np.maximum(hi, 1e-300)))):
             break
     x = lm + a * t
     K = (np.einsum("ij,ij->j", m, np.logaddexp(0.0, x) - np.logaddexp(0.0, lm))
