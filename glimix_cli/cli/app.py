@@ -142,6 +142,7 @@ def _limit_threads(threads: int | None) -> None:
 
         console_err().print("[yellow]warning:[/] --threads has no effect here: numpy was "
                             "loaded before the option was read (run glimix as a command)")
+        return  # (the environment is left alone: it would only reach child processes)
     for name in THREAD_VARIABLES:
         os.environ[name] = str(threads)
 
@@ -160,10 +161,12 @@ def _input_config(bfile, pheno, pheno_name, likelihood, trials_name, covar, cova
         from glimix_cli.io.tables import sole_trait_column
 
         other = [trials_name] if trials_name else []
+        hint = ""
         if covar is not None and Path(covar).resolve() == Path(pheno).resolve():
             other += [*(covar_name or ()), *(covar_cat or ())]  # one table for both
+            hint = " (or name the covariates with --covar-name / --covar-cat)"
         try:
-            pheno_name = sole_trait_column(pheno, other, missing)
+            pheno_name = sole_trait_column(pheno, other, missing, hint)
         except GlimixError as exc:
             error(str(exc))
             raise typer.Exit(exc.exit_code) from None

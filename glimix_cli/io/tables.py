@@ -240,6 +240,7 @@ def sole_trait_column(
     path: str | os.PathLike[str],
     exclude: Sequence[str] = (),
     missing_tokens: Sequence[str] = DEFAULT_MISSING,
+    hint: str = "",
 ) -> str:
     """The table's only data column (other than the IDs and ``exclude``), for a default
     ``--pheno-name``; an :class:`InputError` naming the columns when there is not exactly one.
@@ -253,7 +254,7 @@ def sole_trait_column(
                          "trait as a column with a header")
     shown = ", ".join(map(str, cols[:8])) + (", ..." if len(cols) > 8 else "")
     raise InputError(f"{path}: {len(cols)} phenotype columns ({shown}) - choose one with "
-                     "--pheno-name")
+                     f"--pheno-name{hint}")
 
 
 def load_trait(

@@ -16,8 +16,9 @@ that fails twice stops the run with an error naming the block's variants.
 
 Dask blames a worker's death on every task assigned to that worker at the time, so a
 block queued next to the one that kills its workers can be declared ``KilledWorker`` as
-well. Such a block is resubmitted once more, alone; only a block that is declared
-``KilledWorker`` a second time stops the run, so the error names the block at fault.
+well. Such a block is resubmitted once more (by then the block at fault has failed and
+runs no more); only a block that is declared ``KilledWorker`` a second time stops the
+run, so the error names the block at fault.
 
 Nothing here is imported unless a Dask option is given: ``distributed`` is an optional
 dependency (``pip install 'glimix-cli[dask]'``).
@@ -166,7 +167,7 @@ def iter_blocks_dask(client: Any, fn: Callable[[Any, NDArray[np.intp]], Any], ct
         nonlocal serial
         serial += 1
         return client.submit(fn, ctx_f, blocks[j], retries=1, pure=False,
-                             key=f"glimix-block-{j}-{token}-{serial}")
+                             key=f"glimix-block-{j + 1}-{token}-{serial}")  # 1-based
 
     nxt = start
     b = start

@@ -152,6 +152,9 @@ def load_inputs(cfg: InputConfig, rep: Reporter) -> Inputs:
     if cfg.likelihood not in LIKELIHOODS:
         raise InputError(f"--likelihood {cfg.likelihood}: unknown; use one of "
                          f"{', '.join(LIKELIHOODS)}")
+    if cfg.trials_name and cfg.trials_name == cfg.pheno_name:
+        raise InputError(f"{cfg.pheno}: --trials-name {cfg.trials_name} is also the trait column "
+                         "- give the successes in --pheno-name and the trials in another column")
     if cfg.likelihood == "binomial" and not cfg.trials_name:
         raise InputError(f"{cfg.pheno}: the binomial likelihood needs the number of trials - "
                          "add --trials-name COLUMN")
@@ -164,9 +167,8 @@ def load_inputs(cfg: InputConfig, rep: Reporter) -> Inputs:
         rep.info(f"trait {cfg.pheno_name}: {trait.coding}")
     cov = None
     if cfg.covar is not None:
-        trait_cols = [c for c in (cfg.pheno_name, cfg.trials_name) if c]
         cov = load_covariates(cfg.covar, list(cfg.covar_names) or None, cfg.covar_cat,
-                              cfg.missing_codes, exclude=trait_cols)
+                              cfg.missing_codes, exclude=[cfg.pheno_name])
         if cov.left_out:
             rep.info(f"covariates: every column of {cfg.covar} but {', '.join(cov.left_out)} "
                      "(the trait)")

@@ -166,6 +166,8 @@ def test_kinship_cache_is_built_and_reused(runner, ex, tmp_path):
          "with --pheno-name"),
         (["--pheno-name", "quant", "-l", "bernoulli"], 1, "bernoulli"),
         (["--pheno-name", "successes", "-l", "binomial"], 1, "--trials-name"),
+        (["--pheno-name", "trials", "--trials-name", "trials", "-l", "binomial"], 1,
+         "--trials-name trials is also the trait column"),
         (["--pheno-name", "quant", "--chunk", "4/3"], 2, "--chunk 4/3"),
         (["--pheno-name", "quant", "--from-bp", "10"], 2, "need --chrom"),
         (["--pheno-name", "quant", "--chrom", "9"], 1, "chromosome 9 not in the genotypes"),
@@ -306,10 +308,13 @@ print(counts)
 
 
 def test_threads_in_process_says_it_is_too_late(runner, ex, tmp_path):
+    before = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
     res = runner.invoke(app, ["kinship", "--bfile", str(ex / "cohort"), "--out",
                               str(tmp_path / "k.npz"), "--threads", "1", "-q"])
     assert res.exit_code == 0, res.output
     assert "--threads has no effect here" in " ".join(res.output.split())
+    # and the environment is left alone (it would only reach child processes)
+    assert {k: os.environ.get(k) for k in before} == before
 
 
 def test_a_shared_pheno_and_covar_table_never_uses_the_trait_as_covariate(runner, ex, tmp_path):
@@ -330,6 +335,11 @@ def test_a_shared_pheno_and_covar_table_never_uses_the_trait_as_covariate(runner
     b = json.loads((tmp_path / "b.null.json").read_text())["null"]
     assert a["covariates"] == b["covariates"] and "quant" not in a["covariates"]
     assert a["beta"] == pytest.approx(b["beta"], rel=1e-9) and a["lml"] == pytest.approx(b["lml"])
+    # not named: the error says how to name them
+    res = runner.invoke(app, [*common, "--out", str(tmp_path / "e")])
+    assert res.exit_code == 1
+    assert "(or name the covariates with --covar-name / --covar-cat)" in " ".join(
+        res.output.split())
     # with the covariates named, the one column left is the trait: no --pheno-name needed
     res = runner.invoke(app, [*common, *[a for c in ("age", "sex") for a in ("--covar-name", c)],
                               "--covar-cat", "site", "--out", str(tmp_path / "d"), "-q"])
