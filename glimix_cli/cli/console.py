@@ -126,15 +126,26 @@ def _null_tables(null) -> list[Table]:
     par = Table(header_style="bold", box=None, show_header=False)
     par.add_column("")
     par.add_column("", justify="right")
-    par.add_row("v0 (kinship variance)", _g(null.v0))
+    route = getattr(null, "route", "glmm")
+    if route == "glm":
+        par.add_row("v0 (kinship variance)", "0 (not identified)")
+        par.add_row("v0 at the GLMM's maximum likelihood", _g(null.v0_ml))
+    else:
+        par.add_row("v0 (kinship variance)", _g(null.v0))
+    if getattr(null, "v0_lrt", None) is not None:
+        par.add_row("LRT of v0 = 0 (chi2, p)", f"{null.v0_lrt:.3g}, {_g(null.v0_p, 3)}")
     par.add_row("v1 (iid latent variance)", _g(null.v1))
     if null.likelihood not in ("bernoulli", "probit"):  # there v1 is fixed at 0
         par.add_row("h2 latent = v0/(v0+v1)", _g(null.h2_latent, 3))
     if null.h2_liability is not None:
         par.add_row("h2 liability (link variance added)", _g(null.h2_liability, 3))
-    par.add_row("log marginal likelihood", f"{null.lml:.4f}")
+    par.add_row("log likelihood (GLM)" if route == "glm" else "log marginal likelihood",
+                f"{null.lml:.4f}")
     status = null.status if null.status == "converged" else f"[yellow]{null.status}[/]"
-    if null.evaluations:
+    if route == "glm":
+        par.add_row("GLMM optimiser", f"{null.iterations} iterations, {null.evaluations} "
+                    f"evaluations, {null.ep_sweeps} EP sweeps")
+    elif null.evaluations:
         par.add_row("optimiser", f"{status}: {null.iterations} iterations, "
                     f"{null.evaluations} evaluations" + (f", {null.ep_sweeps} EP sweeps"
                                                           if null.ep_sweeps else ""))
@@ -146,18 +157,20 @@ def _null_tables(null) -> list[Table]:
 
 def _null_notes(null) -> list[str]:
     notes = []
-    if null.status == "at_bound" and null.v0 <= 1e-6:
+    if getattr(null, "route", "glmm") == "glm":
+        link = "logistic" if null.likelihood == "bernoulli" else "probit"
+        notes.append(
+            f"[yellow]note:[/] no kinship variance is identified ({null.route_reason}): the "
+            f"null model is the {link} GLM on the covariates, the tests are its score test "
+            "(saddlepoint p-values beyond |z| > 2) and beta/SE its maximum-likelihood "
+            "estimates where p < 0.05, as plink2 --glm. See README 'What the null-model "
+            "numbers mean'.")
+    elif null.status == "at_bound" and null.v0 <= 1e-6:
         notes.append(
             "[yellow]note:[/] v0 is at its lower bound (about 0): these data show no "
             "kinship variance for this trait, so the null model is the plain "
             f"{'GLM' if null.likelihood != 'normal' else 'linear model'} on the covariates "
             "and the tests are that model's. See README 'What the null-model numbers mean'.")
-    elif null.status == "at_bound" and null.likelihood in ("bernoulli", "probit"):
-        notes.append(
-            "[yellow]note:[/] v0 reached its cap: the likelihood is flat in the kinship "
-            "variance (typical of unrelated samples, where K is close to I and v0 K acts like "
-            "the link's own noise). Effects and SEs are on the latent scale of that v0; the "
-            "tests remain valid. See README 'What the null-model numbers mean'.")
     elif null.status == "at_bound":
         notes.append(f"[yellow]note:[/] the null fit stopped at a parameter bound ({null.message})")
     return notes

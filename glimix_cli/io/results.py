@@ -5,10 +5,13 @@ Columns (GWAS-SSF names; the first eight in the order GWAS-SSF fixes):
     chromosome  base_pair_location  effect_allele  other_allele  beta  standard_error
     effect_allele_frequency  p_value  variant_id  n  lrt_chisq  neg_log10_p_value  status
     test  p_value_surrogate
-    test  p_value_surrogate
+    [0/1 traits:] n_cases  n_controls  effect_allele_frequency_cases
+    effect_allele_frequency_controls
 
-``test`` names what produced ``p_value`` (``surrogate_lrt`` or ``spa``);
-``p_value_surrogate`` is the surrogate LRT's p-value, ``chi2_1.sf(lrt_chisq)``.
+``test`` names what produced ``p_value`` (``surrogate_lrt``, ``score`` or ``spa``);
+``p_value_surrogate`` is the Normal-theory p-value of that statistic,
+``chi2_1.sf(lrt_chisq)`` (the surrogate LRT, or the GLM score test of a 0/1 trait whose
+kinship variance is not identified).
 
 Every output ``FILE`` gets a sidecar ``FILE.meta.json`` describing the run (chunk I/N, the
 selected variant range, inputs), which ``merge_results`` uses to check the chunks.
@@ -52,6 +55,18 @@ COLUMNS = (
     "p_value_surrogate",
 )
 HEADER = "\t".join(COLUMNS) + "\n"
+#: Extra columns of 0/1 traits (after the others): non-missing cases and controls per
+#: variant and the effect-allele frequency among each (REGENIE's N_CASES, N_CONTROLS,
+#: A1FREQ_CASES, A1FREQ_CONTROLS).
+BINARY_COLUMNS = ("n_cases", "n_controls", "effect_allele_frequency_cases",
+                  "effect_allele_frequency_controls")
+BINARY_HEADER = "\t".join(COLUMNS + BINARY_COLUMNS) + "\n"
+HEADERS = (HEADER, BINARY_HEADER)
+
+
+def results_header(binary: bool) -> str:
+    """The header line of a results file (with the case/control columns for 0/1 traits)."""
+    return BINARY_HEADER if binary else HEADER
 META_SUFFIX = ".meta.json"
 
 
@@ -99,7 +114,14 @@ def format_rows(cols: dict[str, Sequence[Any] | NDArray]) -> str:
         "p_value_surrogate": format_pvalues(np.asarray(
             cols.get("neg_log10_p_value_surrogate", cols["neg_log10_p_value"]), dtype=float)),
     }
-    lines = ["\t".join(text[c][i] for c in COLUMNS) for i in range(n)]
+    names = COLUMNS
+    if "n_cases" in cols:
+        names = COLUMNS + BINARY_COLUMNS
+        text["n_cases"] = _fmt(np.asarray(cols["n_cases"], dtype=float))
+        text["n_controls"] = _fmt(np.asarray(cols["n_controls"], dtype=float))
+        for c in BINARY_COLUMNS[2:]:
+            text[c] = _fmt(np.asarray(cols[c], dtype=float))
+    lines = ["\t".join(text[c][i] for c in names) for i in range(n)]
     return "".join(line + "\n" for line in lines)
 
 
@@ -206,13 +228,16 @@ def merge_results(out: str | os.PathLike[str], parts: Sequence[str | os.PathLike
     ordered = [seen[i] for i in range(1, n + 1)]
     total = 0
     with atomic_text_writer(out) as fh:
-        fh.write(HEADER)
+        first = None
         for p in ordered:
             with _open_text_in(p) as src:
                 header = src.readline()
-                if header != HEADER:
+                if header not in HEADERS or (first is not None and header != first):
                     raise InputError(f"{p}: header differs from glimix's ({header.strip()[:60]}"
                                      "...) - was it written by another version?")
+                if first is None:
+                    first = header
+                    fh.write(header)
                 for line in src:
                     fh.write(line)
                     total += 1

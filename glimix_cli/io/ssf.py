@@ -289,10 +289,29 @@ def _author_notes(null: dict[str, Any] | None, likelihood: str | None,
         parts.append("Effect statistic: beta = per-copy effect of effect_allele on the "
                      "linear predictor, with its standard error; effect_allele is the "
                      "first allele of the PLINK .bim (column 5).")
-    parts.append("P-values: likelihood-ratio test (chi-square, 1 df) against the null model "
-                 "with fixed variance components, computed on the log scale; values below "
-                 "1e-300 are written exactly in scientific notation, never rounded to 0.")
-    if null is not None:
+    f0 = (null or {}).get("null", {})
+    exact = ("computed on the log scale; values below 1e-300 are written exactly in "
+             "scientific notation, never rounded to 0.")
+    if f0.get("route") == "glm":
+        parts.append(f"Null model: the {_LINKS.get(likelihood or '', '?')} GLM on the covariates "
+                     f"(kinship variance not identified: {f0.get('route_reason')}). P-values: "
+                     "score test of the GLM, by saddlepoint approximation where |z| > 2 (the "
+                     "test column of the glimix output says which), " + exact + " beta and its "
+                     "standard error: per-variant maximum-likelihood estimate and Wald SE "
+                     "where p < 0.05 (as plink2 --glm), the one-step score estimate elsewhere.")
+    elif likelihood in ("bernoulli", "probit"):
+        parts.append("P-values: likelihood-ratio test of the heterogeneous-Normal surrogate "
+                     "(chi-square, 1 df) with fixed variance components, replaced by the "
+                     "saddlepoint approximation of the GLMM score where |z| > 2 unless the "
+                     "scan ran with --test surrogate (the test column of the glimix output "
+                     "says which), " + exact)
+    else:
+        parts.append("P-values: likelihood-ratio test (chi-square, 1 df) against the null "
+                     "model with fixed variance components, " + exact)
+    if null is not None and f0.get("route") == "glm":
+        if null.get("trait_coding"):
+            parts.append(f"Trait coding: {null['trait_coding']}.")
+    elif null is not None:
         f = null["null"]
         kin = null.get("kinship") or {}
         parts.append(f"Random effect: kinship {kin.get('source', 'GRM')} from "

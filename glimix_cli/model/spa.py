@@ -223,6 +223,28 @@ def _conditional_max(null: SPANull, a: F) -> F:
     return np.einsum("ij,ij->j", fill, a_sorted)
 
 
+def glm_score(null: SPANull, G: ArrayLike) -> tuple[F, F]:
+    """Score ``S`` and its null variance ``V`` of each column of ``G`` under the GLM null.
+
+    ``S = sum_i a_i (y_i - m_i mu_i)`` and ``V = sum_i a_i^2 m_i mu_i (1 - mu_i)`` with
+    ``a = c g~`` (see the module notes): the score test of ``y ~ X + g`` with the expected
+    (Fisher) information, ``z = S / sqrt(V)``, and the one-step estimate ``S / V`` of the
+    variant's effect with standard error ``1 / sqrt(V)``. For the logit link this is the
+    surrogate's statistic at ``v0 = 0``; for probit it differs from it, since the EP sites
+    carry the observed information, and it is the expected-information statistic whose
+    saddlepoint p-values are calibrated (``docs/calibrated-test.md``). Needs ``null.y``.
+    """
+    if null.y is None:
+        raise ValueError("glm_score needs the observed outcomes (SPANull.y)")
+    G = np.asarray(G, dtype=np.float64)
+    if G.ndim == 1:
+        G = G[:, None]
+    a = null.c[:, None] * (G - null.X @ (null.H @ G))
+    S = a.T @ (null.y - null.trials * null.mu)
+    V = np.einsum("ij,ij->j", a * (null.trials * null.mu * (1 - null.mu))[:, None], a)
+    return S, V
+
+
 def spa_pvalues(null: SPANull, G: ArrayLike, z: ArrayLike,
                 cutoff: float = SPA_Z_CUTOFF) -> tuple[F, NDArray[np.bool_]]:
     """Two-sided log p-values: saddlepoint beyond ``|z| > cutoff``, Normal otherwise.

@@ -157,7 +157,8 @@ class PartialWriter:
         self.ledger.unlink(missing_ok=True)
 
 
-def open_partial(out: str | os.PathLike[str], ident: RunIdentity, resume: bool) -> PartialWriter:
+def open_partial(out: str | os.PathLike[str], ident: RunIdentity, resume: bool,
+                 header: str = HEADER) -> PartialWriter:
     """Start ``OUT.partial`` afresh, or (``resume``) continue a matching one.
 
     Raises
@@ -173,15 +174,16 @@ def open_partial(out: str | os.PathLike[str], ident: RunIdentity, resume: bool) 
                          "or choose another --out")
     partial, ledger = partial_paths(out)
     if resume and ledger.exists() and partial.exists():
-        return _continue(out, ident, partial, ledger)
+        return _continue(out, ident, partial, ledger, header)
     fh = open(partial, "wb")  # replaces a stale partial of an earlier run
     ledger.unlink(missing_ok=True)
-    head = HEADER.encode("utf-8")
+    head = header.encode("utf-8")
     fh.write(head)
     return PartialWriter(out, ident, fh, 0, 0, len(head), 0, "")
 
 
-def _continue(out: Path, ident: RunIdentity, partial: Path, ledger: Path) -> PartialWriter:
+def _continue(out: Path, ident: RunIdentity, partial: Path, ledger: Path,
+              header: str) -> PartialWriter:
     again = "rerun without --resume to start over"
     try:
         data = json.loads(ledger.read_text())
@@ -207,8 +209,8 @@ def _continue(out: Path, ident: RunIdentity, partial: Path, ledger: Path) -> Par
         raise InputError(f"{partial}: {size:,} bytes but its ledger counts {nbytes:,} - the "
                          f"file was changed; {again}")
     fh = open(partial, "r+b")
-    head = fh.read(len(HEADER.encode("utf-8")))
-    if head != HEADER.encode("utf-8"):
+    head = fh.read(len(header.encode("utf-8")))
+    if head != header.encode("utf-8"):
         fh.close()
         raise InputError(f"{partial}: does not start with the glimix header - {again}")
     fh.seek(0)
@@ -221,7 +223,7 @@ def _continue(out: Path, ident: RunIdentity, partial: Path, ledger: Path) -> Par
         raise InputError(f"{partial}: {rows:,} rows but its ledger counts "
                          f"{data['rows_done']:,} - {again}")
     return PartialWriter(out, ident, fh, int(data["blocks_done"]), rows, nbytes,
-                         int(data.get("n_imputed", 0)), text[len(HEADER):])
+                         int(data.get("n_imputed", 0)), text[len(header):])
 
 
 def _write_ledger(path: Path, payload: dict[str, Any]) -> None:

@@ -13,16 +13,17 @@ import os
 import platform
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy.stats import chi2
 
 from glimix_cli.errors import ConvergenceError, InputError
 from glimix_cli.io.plink import Bfile, block_size_for_budget, iter_blocks, open_bfile
-from glimix_cli.io.results import atomic_text_writer, format_rows, write_meta
+from glimix_cli.io.results import atomic_text_writer, format_rows, results_header, write_meta
 from glimix_cli.io.samples import SampleMatch, match_samples
 from glimix_cli.io.tables import DEFAULT_MISSING, Design, design_matrix, load_covariates, load_trait
 from glimix_cli.kinship import (
@@ -32,11 +33,13 @@ from glimix_cli.kinship import (
     read_kinship_matrix,
     save_kinship_cache,
 )
+from glimix_cli.model.glm import fit_null as glm_fit_null
+from glimix_cli.model.glm import fit_variants as glm_fit_variants
 from glimix_cli.model.glmm import GLMMExpFam, GLMMNormal
 from glimix_cli.model.linalg import QSType, economic_qs
 from glimix_cli.model.lmm import LMM
 from glimix_cli.model.scanner import FastScanner
-from glimix_cli.model.spa import SPA_LIKELIHOODS, SPANull, spa_null, spa_pvalues
+from glimix_cli.model.spa import SPA_LIKELIHOODS, SPANull, glm_score, spa_null, spa_pvalues
 from glimix_cli.model.stats import chi2_1_logsf, genomic_inflation
 from glimix_cli.pipeline.qc import block_qc, select_variants
 from glimix_cli.pipeline.resume import RunIdentity, null_hash, open_partial, parse_rows
@@ -51,6 +54,14 @@ NULL_FORMAT = 1
 EP_N_INT = 256
 #: Upper bound of v0 for Bernoulli/probit null fits (see fit_null_arrays).
 BINARY_MAX_V0 = 30.0
+#: Level of the likelihood-ratio test of ``v0 = 0`` (boundary mixture 1/2 chi2_0 + 1/2
+#: chi2_1) at which a 0/1 trait's kinship variance counts as identified (see
+#: ``binary_route``).
+V0_TEST_LEVEL = 0.05
+#: Score-test p-value below which the GLM route refits a variant by maximum likelihood
+#: for its effect size and standard error (REGENIE applies Firth below the same p).
+GLM_REFIT_P = 0.05
+BINARY_LINKS = {"bernoulli": "logit", "probit": "probit"}
 
 
 class Reporter:
@@ -329,17 +340,20 @@ class NullModel:
     scanner: FastScanner | None = None
     #: Null quantities of the saddlepoint test (binary and binomial traits).
     spa: SPANull | None = None
+    #: ``glmm`` (the EP null and its surrogate scan) or ``glm`` (a 0/1 trait whose kinship
+    #: variance is not identified: the covariates-only GLM, see ``binary_route``)
+    route: str = "glmm"
+    #: 0/1 traits: the GLMM's maximum-likelihood v0, its likelihood-ratio statistic and
+    #: p-value against v0 = 0 (mixture 1/2 chi2_0 + 1/2 chi2_1), and why the route was
+    #: chosen
+    v0_ml: float | None = None
+    v0_lrt: float | None = None
+    v0_p: float | None = None
+    route_reason: str | None = None
 
     def facts(self) -> dict[str, Any]:
-        spa, self.spa = self.spa, None
-        try:
-            d = asdict(self)
-        finally:
-            self.spa = spa
-        d.pop("scanner")
-        d.pop("spa")
-        d.pop("eta")
-        d.pop("tau")
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__
+             if k not in ("scanner", "spa", "eta", "tau")}
         return d
 
 
@@ -371,8 +385,14 @@ def fit_null(inputs: Inputs, kin: Kinship, likelihood: str, rep: Reporter) -> Nu
 
 
 def fit_null_arrays(y: F, trials: F | None, X: F, names: list[str], kin: Kinship,
-                    likelihood: str) -> NullModel:
-    """Fit the null model of one trait and build its fixed-covariance scanner."""
+                    likelihood: str, binary_null: str = "auto") -> NullModel:
+    """Fit the null model of one trait and build its fixed-covariance scanner.
+
+    ``binary_null`` (0/1 traits): ``auto`` chooses between the GLMM and the GLM by
+    :func:`binary_route`; ``glmm`` or ``glm`` forces one (for validation studies).
+    """
+    if binary_null not in ("auto", "glmm", "glm"):
+        raise ValueError(f"binary_null must be auto, glmm or glm; got {binary_null!r}")
     t0 = time.perf_counter()
     n = y.size
     try:
@@ -397,7 +417,7 @@ def fit_null_arrays(y: F, trials: F | None, X: F, names: list[str], kin: Kinship
         spec: Any = ("binomial", trials) if likelihood == "binomial" else likelihood
         glmm = GLMMExpFam(y, spec, X, K=kin.K, n_int=EP_N_INT)
         glmm.beta = _start_beta(y, trials, names, X.shape[1], likelihood)
-        if likelihood in ("bernoulli", "probit"):
+        if likelihood in BINARY_LINKS:
             # v1 is not identifiable for a 0/1 trait: an iid latent term only rescales the
             # link (exactly so for probit). Fix it at zero; the link supplies the residual.
             glmm.delta = 0.0
@@ -405,11 +425,19 @@ def fit_null_arrays(y: F, trials: F | None, X: F, names: list[str], kin: Kinship
             # With K close to I (unrelated samples) v0 K acts like iid latent noise, which a
             # 0/1 trait cannot tell from the link's own scale: the likelihood is flat as v0
             # grows. Cap v0 where the liability heritability reaches 0.90 (logit) / 0.97
-            # (probit); the fit then reports status at_bound.
+            # (probit); a fit that runs to the cap has no identified v0 (binary_route).
             glmm.scale_bounds = (1e-8, BINARY_MAX_V0)
         glmm.fit(verbose=False)
         info = glmm.fit_info
         assert info is not None
+        if likelihood in BINARY_LINKS:
+            glm_beta, glm_ll, _ = glm_fit_null(y, X, BINARY_LINKS[likelihood])
+            route, lrt, p_v0, reason = binary_route(glmm.v0, glmm.lml(), glm_ll)
+            if binary_null != "auto":
+                route, reason = binary_null, f"{binary_null} route chosen by the caller"
+            if route == "glm":
+                return _glm_null(y, X, names, likelihood, glm_beta, glm_ll, glmm.v0, lrt, p_v0,
+                                 reason, time.perf_counter() - t0, info)
         normal = glmm.to_normal()
         scanner = normal.get_fast_scanner()
         se = np.sqrt(np.diag(normal.beta_covariance()))
@@ -421,14 +449,57 @@ def fit_null_arrays(y: F, trials: F | None, X: F, names: list[str], kin: Kinship
         spa = None
         if likelihood in SPA_LIKELIHOODS:
             spa = spa_null(glmm.posteriori_mean(), X, likelihood, trials, y)
-        return NullModel(
+        res = NullModel(
             likelihood, n, names, glmm.beta.tolist(), se.tolist(), v0, v1, glmm.scale,
             glmm.delta, _ratio(v0, v0 + v1), h2_liab, glmm.lml(), info.status,
             info.message + (f" (at bound: {', '.join(info.at_bound)})" if info.at_bound else ""),
             info.iterations, info.evaluations, info.ep_sweeps, time.perf_counter() - t0,
             eta=site.eta.tolist(), tau=site.tau.tolist(), scanner=scanner, spa=spa)
+        if likelihood in BINARY_LINKS:
+            res.v0_ml, res.v0_lrt, res.v0_p, res.route_reason = glmm.v0, lrt, p_v0, reason
+        return res
     except ConvergenceError as exc:
         raise ConvergenceError(f"null model ({likelihood}, n={n}): {exc}") from None
+
+
+def binary_route(v0: float, lml: float, glm_loglik: float,
+                 level: float = V0_TEST_LEVEL) -> tuple[str, float, float, str]:
+    """Whether a 0/1 trait's null is the GLMM (``glmm``) or the plain GLM (``glm``).
+
+    The kinship variance counts as identified when the maximum-likelihood ``v0`` lies
+    inside its bounds and the likelihood-ratio test of ``v0 = 0`` rejects at ``level``
+    (statistic ``2 (lml - glm_loglik)``, null law 1/2 chi2_0 + 1/2 chi2_1). A fit that runs
+    to :data:`BINARY_MAX_V0` is on the flat ridge of unrelated samples, where ``v0 K`` and
+    the link's own noise cannot be told apart, and its tests overfit; a test that does
+    not reject means the data carry no evidence of it. Either way the null model is then
+    the covariates-only GLM (SAIGE's with tau = 0, plink2's, REGENIE's without step 1).
+    Returns ``(route, lrt, p, reason)``.
+    """
+    lrt = max(2.0 * (lml - glm_loglik), 0.0)
+    p = float(0.5 * chi2.sf(lrt, 1)) if lrt > 0 else 1.0
+    if v0 >= BINARY_MAX_V0 * (1 - 1e-6):
+        return "glm", lrt, p, (f"v0 ran to its cap {BINARY_MAX_V0:g}, where the likelihood "
+                               "is flat in v0, as in unrelated samples")
+    if p >= level:
+        return "glm", lrt, p, (f"likelihood-ratio test of v0 = 0: p = {p:.2g} >= {level:g} "
+                               f"(v0 = {v0:.3g})")
+    return "glmm", lrt, p, f"likelihood-ratio test of v0 = 0: p = {p:.2g} < {level:g}"
+
+
+def _glm_null(y: F, X: F, names: list[str], likelihood: str, beta: F, loglik: float,
+              v0_ml: float, lrt: float, p_v0: float, reason: str, seconds: float,
+              info: Any) -> NullModel:
+    """The covariates-only GLM as the null model of a 0/1 trait (``route = "glm"``)."""
+    spa = spa_null(X @ beta, X, likelihood, None, y)
+    w = spa.c ** 2 * spa.mu * (1.0 - spa.mu)
+    se = np.sqrt(np.diag(np.linalg.pinv(X.T @ (w[:, None] * X), hermitian=True)))
+    link = BINARY_LINKS[likelihood]
+    return NullModel(
+        likelihood, y.size, names, np.asarray(beta).tolist(), se.tolist(), 0.0, 0.0, 0.0, 0.0,
+        0.0, 0.0, float(loglik), "converged",
+        f"{link} GLM by Fisher scoring (kinship variance not identified: {reason})",
+        info.iterations, info.evaluations, info.ep_sweeps, seconds, spa=spa, route="glm",
+        v0_ml=float(v0_ml), v0_lrt=float(lrt), v0_p=float(p_v0), route_reason=reason)
 
 
 def _ratio(a: float, b: float) -> float:
@@ -493,6 +564,12 @@ def null_from_json(path: Path, inputs: Inputs, kin: Kinship, cfg: InputConfig) -
     spa = None
     if f["covariates"] != inputs.design.names:
         raise InputError(f"{path}: fitted with other covariates - {rebuild}")
+    if f.get("route", "glmm") == "glm":
+        beta = np.asarray(f["beta"], dtype=np.float64)
+        fields = {k: f[k] for k in NullModel.__dataclass_fields__ if k in f}
+        null = NullModel(**fields)
+        null.spa = spa_null(X @ beta, X, f["likelihood"], None, inputs.y)
+        return null
     if f["likelihood"] == "normal":
         delta = float(f["delta"])
         n = X.shape[0]
@@ -613,25 +690,37 @@ class ScanContext:
     """Everything one variant block needs, small enough to ship once to a worker.
 
     ``bfile_path`` is re-opened by whoever computes a block (workers read their genotypes
-    straight from the shared PLINK files); ``scanner`` holds the whitening factor;
-    ``test`` is ``surrogate`` or ``spa`` (then ``spa`` holds the null quantities).
+    straight from the shared PLINK files); ``scanner`` holds the whitening factor (GLMM
+    route); ``test`` is ``surrogate`` or ``spa`` (then ``spa`` holds the null quantities).
+    ``route`` is ``glmm`` or ``glm`` (a 0/1 trait without identified kinship variance: the
+    GLM score test from ``spa``, and maximum-likelihood refits from ``glm_null``).
+    ``case_status`` (0/1 traits) gives the per-variant case/control counts and allele
+    frequencies.
     """
 
     bfile_path: str
     sample_index: NDArray[np.intp]
-    scanner: FastScanner
+    scanner: FastScanner | None
     maf: float
     mac: float
     max_missing: float
     _bfile: Bfile | None = None
     test: str = "surrogate"
     spa: SPANull | None = None
+    route: str = "glmm"
+    #: GLM route: (link, covariates-only beta, its log-likelihood)
+    glm_null: tuple[str, F, float] | None = None
+    case_status: F | None = None
 
     def __post_init__(self) -> None:
         if self.test not in ("surrogate", "spa"):
             raise ValueError(f"ScanContext.test must be surrogate or spa; got {self.test!r}")
         if self.test == "spa" and self.spa is None:
             raise ValueError("ScanContext: test='spa' needs the null model's SPANull")
+        if self.route == "glm" and (self.spa is None or self.glm_null is None):
+            raise ValueError("ScanContext: route='glm' needs the SPANull and the GLM null")
+        if self.route == "glmm" and self.scanner is None:
+            raise ValueError("ScanContext: route='glmm' needs the surrogate scanner")
 
     def bfile(self) -> Bfile:
         if self._bfile is None:
@@ -661,6 +750,7 @@ def scan_block(ctx: ScanContext, idx: NDArray[np.intp]) -> BlockResult:
     """Read, QC and test one block of variants (.bim rows ``idx``); format its rows."""
     bfile = ctx.bfile()
     (_, block), = iter_blocks(bfile, idx, max(idx.size, 1), ctx.sample_index)
+    counts = None if ctx.case_status is None else case_control_counts(block, ctx.case_status)
     qc = block_qc(block, ctx.maf, ctx.mac, ctx.max_missing)
     b = idx.size
     beta = np.full(b, np.nan)
@@ -672,19 +762,27 @@ def scan_block(ctx: ScanContext, idx: NDArray[np.intp]) -> BlockResult:
     test = np.full(b, "NA", dtype=object)
     if ok.size:
         M = block[:, ok] if ok.size < b else block
-        r = ctx.scanner.fast_scan(M)
+        if ctx.route == "glm":
+            r = _glm_block(ctx, M)
+            normal_name = "score"
+        else:
+            assert ctx.scanner is not None
+            r = ctx.scanner.fast_scan(M)
+            normal_name = "surrogate_lrt"
         beta[ok] = r["effsizes1"]
         se[ok] = r["effsizes1_se"]
         lrt[ok] = r["lrt"]
         status[ok[r["collinear"]]] = "collinear"
-        test[ok[~r["collinear"]]] = "surrogate_lrt"
+        test[ok[~r["collinear"]]] = normal_name
         if ctx.test == "spa":
             assert ctx.spa is not None
             good = np.flatnonzero(~r["collinear"])
-            z = r["effsizes1"][good] / r["effsizes1_se"][good]
+            z = r["z"][good] if "z" in r else r["effsizes1"][good] / r["effsizes1_se"][good]
             lp, used = spa_pvalues(ctx.spa, M[:, good], z)
             log_p[ok[good]] = lp
             test[ok[good[used]]] = "spa"
+        if ctx.route == "glm":
+            _glm_refit(ctx, M, ok, log_p, lrt, beta, se)
     nlp_surrogate = -chi2_1_logsf(lrt) / np.log(10)
     nlp = np.where(np.isfinite(log_p), -log_p / np.log(10), nlp_surrogate)
     v = bfile.variants
@@ -704,7 +802,67 @@ def scan_block(ctx: ScanContext, idx: NDArray[np.intp]) -> BlockResult:
         "test": test,
         "neg_log10_p_value_surrogate": nlp_surrogate,
     }
+    if counts is not None:
+        rows.update(counts)
     return BlockResult(format_rows(rows), b, status.tolist(), lrt, qc.maf, nlp, qc.n_imputed)
+
+
+def case_control_counts(block: F, case: F) -> dict[str, F]:
+    """Per variant: non-missing cases and controls, and the effect-allele frequency in
+    each (``block`` holds A1 dosages with NaN for missing calls, before imputation)."""
+    obs = ~np.isnan(block)
+    g = np.where(obs, block, 0.0)
+    is_case = case > 0.5
+    n_cases = obs[is_case].sum(axis=0).astype(np.float64)
+    n_controls = obs[~is_case].sum(axis=0).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f_cases = g[is_case].sum(axis=0) / (2.0 * n_cases)
+        f_controls = g[~is_case].sum(axis=0) / (2.0 * n_controls)
+    return {"n_cases": n_cases, "n_controls": n_controls,
+            "effect_allele_frequency_cases": f_cases,
+            "effect_allele_frequency_controls": f_controls}
+
+
+def _glm_block(ctx: ScanContext, M: F) -> dict[str, Any]:
+    """GLM route: the expected-information score test of every column (O(n p) each)."""
+    assert ctx.spa is not None
+    S, V = glm_score(ctx.spa, M)
+    # a genotype in the span of the covariates has (up to rounding) no variance left
+    scale = np.einsum("ij,ij->j", M - M.mean(axis=0), M - M.mean(axis=0))
+    w_mean = float(np.mean(ctx.spa.c ** 2 * ctx.spa.mu * (1 - ctx.spa.mu)))
+    collinear = ~(V > 1e-9 * scale * w_mean)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = np.where(collinear, np.nan, S / np.sqrt(V))
+        beta = np.where(collinear, np.nan, S / V)
+        se = np.where(collinear, np.nan, 1.0 / np.sqrt(V))
+    return {"effsizes1": beta, "effsizes1_se": se, "lrt": z * z, "z": z,
+            "collinear": collinear}
+
+
+def _glm_refit(ctx: ScanContext, M: F, ok: NDArray[np.intp], log_p: F, lrt: F, beta: F,
+               se: F) -> None:
+    """GLM route: maximum-likelihood effect and Wald SE for the variants whose p-value is
+    below :data:`GLM_REFIT_P` (plink2's estimates; where separation stops the logistic
+    fit, Firth's penalised one, as plink2's ``firth-fallback``). In place."""
+    assert ctx.glm_null is not None and ctx.spa is not None and ctx.spa.y is not None
+    link, beta0, ll0 = ctx.glm_null
+    lp = np.where(np.isfinite(log_p[ok]), log_p[ok], chi2_1_logsf(lrt[ok]))
+    sel = np.flatnonzero(np.isfinite(lp) & (lp < np.log(GLM_REFIT_P)))
+    if not sel.size:
+        return
+    y, X = ctx.spa.y, ctx.spa.X
+    fit = glm_fit_variants(y, X, M[:, sel], link, null_loglik=ll0, null_beta=beta0)
+    done = fit.converged & np.isfinite(fit.se) & (np.abs(fit.beta) < 15)
+    if link == "logit" and not done.all():
+        rest = np.flatnonzero(~done)
+        fb, fll, _ = glm_fit_null(y, X, link, firth=True)
+        ff = glm_fit_variants(y, X, M[:, sel[rest]], link, firth=True, null_loglik=fll,
+                              null_beta=fb)
+        fine = ff.converged & np.isfinite(ff.se)
+        beta[ok[sel[rest[fine]]]] = ff.beta[fine]
+        se[ok[sel[rest[fine]]]] = ff.se[fine]
+    beta[ok[sel[done]]] = fit.beta[done]
+    se[ok[sel[done]]] = fit.se[done]
 
 
 class _Summary:
@@ -787,7 +945,7 @@ def _run_scan(cfg: InputConfig, scfg: ScanConfig, out: Path, rep: Reporter,
         rep.info(f"null model: reused {scfg.null}")
     else:
         null = fit_null(inputs, kin, cfg.likelihood, rep)
-    assert null.scanner is not None
+    assert null.scanner is not None or null.route == "glm"
     n = inputs.match.n
     bs = scfg.block_size or min(block_size_for_budget(n, 256), 4096)
     run_fp = {
@@ -800,15 +958,15 @@ def _run_scan(cfg: InputConfig, scfg: ScanConfig, out: Path, rep: Reporter,
     }
     run_hash = hashlib.sha256(json.dumps(run_fp, sort_keys=True, default=str).encode()).hexdigest()
     test = resolve_test(scfg.test, cfg.likelihood)
-    ctx = ScanContext(str(bfile.bed), inputs.match.geno_index, null.scanner, scfg.maf,
-                      scfg.mac, scfg.max_missing, bfile, test, null.spa)
+    ctx = scan_context(str(bfile.bed), inputs.match.geno_index, inputs.y, null, test,
+                       scfg.maf, scfg.mac, scfg.max_missing, bfile)
     summary = _Summary(bfile.variants)
     top_rows: dict[int, tuple[float, float]] = {}
     blocks = [indices[lo:lo + bs] for lo in range(0, indices.size, bs)]
     ident = RunIdentity(run_hash, (i, k), bs, len(blocks), int(indices.size),
                         null_hash(null.facts()))
     rep.start("scan", int(indices.size))
-    writer = open_partial(out, ident, scfg.resume)
+    writer = open_partial(out, ident, scfg.resume, results_header(ctx.case_status is not None))
     try:
         if writer.blocks_done:
             _add_resumed(summary, top_rows, blocks, writer)
@@ -840,6 +998,18 @@ def _run_scan(cfg: InputConfig, scfg: ScanConfig, out: Path, rep: Reporter,
     return ScanSummary(out, int(indices.size), dict(summary.counts), genomic_inflation(all_c),
                        genomic_inflation(com_c), summary.top_hits(top_rows),
                        time.perf_counter() - t0, null, inputs, summary.n_imputed)
+
+
+def scan_context(bed: str, geno_index: NDArray[np.intp], y: F, null: NullModel,
+                 test: str, maf: float = 0.0, mac: float = 5.0, max_missing: float = 1.0,
+                 bfile: Bfile | None = None) -> ScanContext:
+    """The per-block context of a scan of trait ``y`` with this null model."""
+    glm = None
+    if null.route == "glm":
+        glm = (BINARY_LINKS[null.likelihood], np.asarray(null.beta, dtype=np.float64), null.lml)
+    case = np.asarray(y, dtype=np.float64) if null.likelihood in BINARY_LINKS else None
+    return ScanContext(bed, geno_index, null.scanner, maf, mac, max_missing, bfile, test,
+                       null.spa, null.route, glm, case)
 
 
 def _block_results(ctx: ScanContext, blocks: list[NDArray[np.intp]], start: int, client: Any,

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from glimix_cli.cli.app import app
-from glimix_cli.io.results import COLUMNS, HEADER
+from glimix_cli.io.results import BINARY_COLUMNS, BINARY_HEADER, COLUMNS, HEADER
 
 CAUSAL = pd.read_csv(Path(__file__).resolve().parents[2] / "example_data" / "causal.tsv",
                      sep="\t")
@@ -30,9 +30,10 @@ def base(ex: Path, trait: str = "quant", *extra: str) -> list[str]:
 @pytest.mark.parametrize("trait", ["quant", "binary", "count", "successes"])
 def test_scan_every_likelihood_reports_and_writes(scans, trait):
     out, text = scans[trait]
-    assert out.read_text().startswith(HEADER)
+    binary = trait == "binary"
+    assert out.read_text().startswith(BINARY_HEADER if binary else HEADER)
     df = pd.read_csv(out, sep="\t")
-    assert list(df.columns) == list(COLUMNS)
+    assert list(df.columns) == list(COLUMNS + (BINARY_COLUMNS if binary else ()))
     assert len(df) == 5000
     assert set(df["status"]) <= {"ok", "low_mac", "monomorphic", "all_missing", "collinear"}
     assert (df["status"] == "monomorphic").sum() == 4
@@ -200,15 +201,17 @@ def test_a_single_trait_column_needs_no_pheno_name(runner, ex, tmp_path):
     assert (tmp_path / "o.tsv").exists()
 
 
-def test_null_model_notes_tell_the_lower_bound_from_the_cap():
+def test_null_model_notes_tell_the_lower_bound_from_the_glm_route():
     from types import SimpleNamespace
 
     from glimix_cli.cli.console import _null_notes
 
-    low = _null_notes(SimpleNamespace(status="at_bound", v0=1e-8, likelihood="bernoulli"))
+    low = _null_notes(SimpleNamespace(status="at_bound", v0=1e-8, likelihood="poisson"))
     assert len(low) == 1 and "lower bound" in low[0] and "plain GLM" in low[0]
-    cap = _null_notes(SimpleNamespace(status="at_bound", v0=30.0, likelihood="bernoulli"))
-    assert len(cap) == 1 and "reached its cap" in cap[0]
+    glm = _null_notes(SimpleNamespace(status="converged", v0=0.0, likelihood="bernoulli",
+                                      route="glm", route_reason="v0 ran to its cap 30"))
+    assert len(glm) == 1 and "no kinship variance is identified (v0 ran to its cap" in glm[0]
+    assert "logistic GLM" in glm[0]
     assert _null_notes(SimpleNamespace(status="converged", v0=1e-8, likelihood="bernoulli")) == []
 
 

@@ -36,8 +36,10 @@ def rare_null():
     X = np.column_stack([np.ones(n), rng.normal(size=n)])
     y = simulate_null_binary(res.QS, X, rng, case_fraction=0.05, v0=1.0,
                              beta=[0.0, 0.3]).y.astype(float)
+    # 30 cases in families: the data do not identify v0, so the automatic route is the GLM;
+    # this module tests the GLMM route's saddlepoint (the GLM route: test_binary_route.py)
     null = fit_null_arrays(y, None, X, ["intercept", "x"], Kinship(K, res.QS, "GRM"),
-                           "bernoulli")
+                           "bernoulli", binary_null="glmm")
     return bfile, null
 
 
