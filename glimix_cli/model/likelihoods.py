@@ -522,17 +522,27 @@ LIKELIHOODS: dict[str, type[Likelihood]] = {
 
 
 def make_likelihood(y: ArrayLike, lik: str | tuple) -> Likelihood:
-    """Build a likelihood from a name or a tuple ``("binomial", ntrials)``."""
+    """Build a likelihood from its name or a tuple whose first item is the name.
+
+    As in the classic API: ``"bernoulli"``, ``("bernoulli",)``, ``("probit",)``,
+    ``("poisson",)`` and ``("binomial", ntrials)``; names in any capitalisation.
+    """
+    params: tuple = ()
     if isinstance(lik, tuple | list):
-        if len(lik) != 2 or str(lik[0]).lower() != "binomial":
-            raise ValueError(f"likelihood tuple must be ('binomial', ntrials); got {lik!r}")
-        return Binomial(y, lik[1])
-    name = str(lik).lower()
+        if not lik:
+            raise ValueError("likelihood tuple is empty; give e.g. ('bernoulli',)")
+        name, params = str(lik[0]).lower(), tuple(lik[1:])
+    else:
+        name = str(lik).lower()
     if name == "binomial":
-        raise ValueError("the binomial likelihood needs trials: pass ('binomial', ntrials)")
+        if len(params) != 1:
+            raise ValueError("the binomial likelihood needs trials: pass ('binomial', ntrials)")
+        return Binomial(y, params[0])
     if name not in LIKELIHOODS:
         raise ValueError(
             f"unknown likelihood {lik!r}; choose one of bernoulli, probit, "
             "('binomial', ntrials), poisson"
         )
+    if params:
+        raise ValueError(f"the {name} likelihood takes no parameters; got {lik!r}")
     return LIKELIHOODS[name](y)

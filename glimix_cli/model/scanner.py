@@ -140,8 +140,13 @@ class FastScanner:
         return np.sqrt(np.diag(self.null_beta_covariance))
 
     # -- single-column scan -----------------------------------------------------------------
-    def fast_scan(self, M: ArrayLike, whitened: bool = False) -> dict[str, F]:
+    def fast_scan(self, M: ArrayLike, verbose: bool = False, *,
+                  whitened: bool = False) -> dict[str, F]:
         """Test each column of ``M`` (n, b) on its own.
+
+        ``verbose`` is the classic API's second argument and is accepted for it (this
+        scanner prints nothing); ``whitened`` (keyword only) says that ``M`` is already
+        multiplied by the whitening factor (see :meth:`whiten`).
 
         Returns a dict of arrays: ``lml`` (b,), ``lrt`` (b,), ``effsizes0`` (b, p),
         ``effsizes0_se`` (b, p), ``effsizes1`` (b,), ``effsizes1_se`` (b,), ``scale`` (b,),

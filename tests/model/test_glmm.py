@@ -187,6 +187,20 @@ def test_fast_scanner_without_kinship_gives_ols_effect_and_se():
         np.testing.assert_allclose(res["effsizes0"][j], coef[:2], rtol=1e-9, atol=1e-12)
 
 
+def test_fast_scan_second_positional_argument_is_verbose_as_in_the_classic_api():
+    """``fast_scan(M, True)`` means verbose: it once meant "M is already whitened" and
+    returned wrong statistics silently."""
+    rng = np.random.default_rng(19)
+    n = 40
+    X = np.ones((n, 1))
+    G = rng.normal(size=(n, 8)) / np.sqrt(8)
+    M = rng.binomial(2, 0.3, size=(n, 3)).astype(float)
+    sc = FastScanner(rng.normal(size=n) + G[:, 0], X, economic_qs(G @ G.T), 0.5)
+    np.testing.assert_array_equal(sc.fast_scan(M, True)["lrt"], sc.fast_scan(M)["lrt"])
+    np.testing.assert_allclose(sc.fast_scan(sc.whiten(M), whitened=True)["lrt"],
+                               sc.fast_scan(M)["lrt"], rtol=1e-12)
+
+
 def test_fast_scanner_matches_joint_scan_and_dense_gls():
     rng = np.random.default_rng(9)
     n, b = 30, 5

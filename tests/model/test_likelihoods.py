@@ -152,6 +152,19 @@ def test_names_are_case_insensitive():
     assert isinstance(make_likelihood(np.array([0.0, 1.0]), ("Binomial", [1, 1])), Binomial)
 
 
+def test_classic_one_tuples_and_any_capitalisation():
+    """The classic API: "a tuple whose first item is the likelihood name"."""
+    y = np.array([0.0, 1.0, 1.0])
+    for spec, cls in ((("bernoulli",), Bernoulli), (("PROBIT",), Probit),
+                      (("Poisson",), Poisson), (["bernoulli"], Bernoulli),
+                      (("binomial", [1, 2, 3]), Binomial)):
+        assert isinstance(make_likelihood(y, spec), cls), spec
+    with pytest.raises(ValueError, match="takes no parameters"):
+        make_likelihood(y, ("poisson", 3))
+    with pytest.raises(ValueError, match="tuple is empty"):
+        make_likelihood(y, ())
+
+
 @pytest.mark.parametrize("lik", cases(), ids=lambda c: c.name)
 def test_log_normaliser_derivatives_match_finite_differences(lik: Likelihood):
     """dlog_z and neg_d2log_z against central differences of log Z in the cavity mean."""
