@@ -237,32 +237,12 @@ def _check_null_matches(results: Path, null: dict[str, Any], null_path: Path) ->
 
 
 def _case_control_counts(null: dict[str, Any]) -> tuple[tuple[int, int] | None, str]:
-    """(cases, controls) of the analysed samples, re-read from the phenotype file."""
-    from glimix_cli.io.tables import load_trait
-
-    inp = null["inputs"]
-    pheno = inp.get("pheno") or {}
-    path = Path(pheno.get("path", ""))
-    if not pheno.get("path") or not path.is_file():
-        return None, (f"case/control counts not written: phenotype file {path} is not "
-                      "reachable from here (run export-ssf where glimix fit ran)")
-    if "sha256" in pheno and hashlib.sha256(path.read_bytes()).hexdigest() != pheno["sha256"]:
-        return None, f"case/control counts not written: {path} changed since glimix fit"
-    trait = load_trait(path, inp["pheno_name"], inp["likelihood"], inp.get("trials_name"),
-                       inp.get("missing_codes") or ())
-    if trait.fid is not None:
-        keys = list(zip(trait.fid.tolist(), trait.iid.tolist(), strict=True))
-        wanted = list(zip(null["samples"]["fid"], null["samples"]["iid"], strict=True))
-    else:
-        keys = trait.iid.tolist()
-        wanted = list(null["samples"]["iid"])
-    value = dict(zip(keys, trait.y.tolist(), strict=True))
-    ys = [value.get(k) for k in wanted]
-    if any(y is None or y != y for y in ys):
-        return None, (f"case/control counts not written: some analysed samples have no "
-                      f"value in {path}")
-    cases = sum(1 for y in ys if y == 1)
-    return (cases, len(ys) - cases), ""
+    """(cases, controls) of the analysed samples, as ``glimix fit`` stores them."""
+    cc = null.get("case_control")
+    if isinstance(cc, dict) and "cases" in cc and "controls" in cc:
+        return (int(cc["cases"]), int(cc["controls"])), ""
+    return None, ("case/control counts not written: the null JSON has none (written by an "
+                  "older glimix) - rerun glimix fit")
 
 
 def _covariate_names(names: Iterable[str]) -> list[str]:

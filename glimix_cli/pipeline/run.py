@@ -524,6 +524,10 @@ def null_json(inputs: Inputs, kin: Kinship, null: NullModel, cfg: InputConfig) -
                     "iid": [str(i) for i in inputs.match.iid]},
         "trait_coding": inputs.trait_coding,
         "covariates_dropped": [list(d) for d in inputs.design.dropped],
+        # 0/1 traits: the analysed cases and controls (for GWAS-SSF metadata and reports)
+        "case_control": ({"cases": int(np.sum(inputs.y > 0.5)),
+                          "controls": int(np.sum(inputs.y <= 0.5))}
+                         if null.likelihood in BINARY_LINKS else None),
         "null": null.facts(),
         "sites": {"eta": null.eta, "tau": null.tau},
     }

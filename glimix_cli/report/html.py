@@ -132,7 +132,9 @@ def _img(png: bytes, alt: str, cls: str) -> str:
 def _file_desc(fp: Any) -> str:
     if not isinstance(fp, dict):
         return "none" if fp is None else _e(fp)
-    parts = [f"<code>{_e(fp.get('path', fp.get('bed_name', '?')))}</code>"]
+    # fingerprints name the file (``name``; ``bed_name`` for genotypes), not its folder
+    name = fp.get("path") or fp.get("name") or fp.get("bed_name") or "?"
+    parts = [f"<code>{_e(name)}</code>"]
     if "size" in fp:
         parts.append(f"{_int(fp['size'])} bytes")
     if "sha256" in fp:
@@ -271,7 +273,7 @@ def _null_section(null: dict[str, Any] | None) -> str:
                     _num(f.get("h2_liability"), 3)))
     par += [("log marginal likelihood", _num(f.get("lml"), 10)),
             ("optimiser", opt)]
-    if f.get("message"):
+    if f.get("message") and f.get("evaluations"):  # (otherwise it is in the row above)
         par.append(("optimiser message", _e(f["message"])))
     if f.get("seconds") is not None:
         par.append(("fit time", f"{_num(f['seconds'], 3)} s"))

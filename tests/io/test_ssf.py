@@ -257,6 +257,7 @@ def make_null(tmp_path: Path, n_case: int = 3, n_ctrl: int = 5, likelihood="bern
         "kinship": {"source": "GRM", "n_variants": 1234},
         "samples": {"fid": fid[:n], "iid": iid[:n]},
         "trait_coding": "0/1 (1 = case)",
+        "case_control": {"cases": n_case, "controls": n_ctrl},
         "null": {"likelihood": likelihood, "n": n, "covariates": ["intercept", "age",
                                                                   "site=a", "site=b"],
                  "v0": 0.5, "v1": 0.25, "h2_latent": 0.667, "status": "converged"},
@@ -309,15 +310,41 @@ def test_metadata_without_null_uses_the_scan_sidecar(tmp_path):
                info.notes)
 
 
-def test_case_counts_skipped_when_phenotype_changed(tmp_path):
+def test_case_counts_skipped_when_the_null_json_has_none(tmp_path):
     null = make_null(tmp_path)
-    (tmp_path / "pheno.tsv").write_text("FID\tIID\tdisease\n")
+    data = json.loads(null.read_text())
+    del data["case_control"]
+    null.write_text(json.dumps(data))
     res = write_results(tmp_path / "res.tsv", genome())
     info = export_ssf(res, tmp_path / "out.tsv", null=null, today=TODAY)
-    assert any("pheno.tsv changed since glimix fit" in n for n in info.notes)
+    assert any("null JSON has none" in n for n in info.notes)
     assert "case_count" not in info.meta.read_text()
 
 
+def test_metadata_from_a_real_glimix_fit(tmp_path):
+    """The null JSON as `glimix fit` writes it (a hand-made one once hid that the case and
+    control counts never reached the metadata)."""
+    yaml = pytest.importorskip("yaml")
+    from typer.testing import CliRunner
+
+    from glimix_cli.cli.app import app
+
+    ex = Path(__file__).resolve().parents[2] / "example_data"
+    r = CliRunner().invoke(app, [
+        "fit", "--bfile", str(ex / "cohort"), "--pheno", str(ex / "cohort.pheno.tsv"),
+        "--pheno-name", "binary", "-l", "bernoulli", "--covar", str(ex / "cohort.covar.tsv"),
+        "--out", str(tmp_path / "fit"), "--quiet"])
+    assert r.exit_code == 0, r.output
+    fit = json.loads((tmp_path / "fit.null.json").read_text())
+    table = pd.read_csv(ex / "cohort.pheno.tsv", sep="\t", dtype=str)
+    value = dict(zip(zip(table["FID"], table["IID"], strict=True), table["binary"],
+                     strict=True))
+    ys = [value[k] for k in zip(fit["samples"]["fid"], fit["samples"]["iid"], strict=True)]
+    res = write_results(tmp_path / "res.tsv", genome())
+    info = export_ssf(res, tmp_path / "out.tsv", null=tmp_path / "fit.null.json", today=TODAY)
+    sample = yaml.safe_load(info.meta.read_text())["samples"][0]
+    assert sample["case_count"] == ys.count("1") and sample["control_count"] == ys.count("0")
+    assert not any("case/control" in n for n in info.notes)
 def test_null_json_from_another_scan_is_an_error(tmp_path):
     res = write_results(tmp_path / "res.tsv", genome(), {"likelihood": "bernoulli",
                                                          "samples": 99})

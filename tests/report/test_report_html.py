@@ -115,6 +115,11 @@ def test_report_numbers(report, example_run) -> None:
     inputs = {r[0]: r[1] for r in page.rows["inputs"]}
     assert "cohort.bed: 610 samples × 5,000 variants" in inputs["genotypes"]
     assert "column quant" in inputs["phenotype"]
+    # the file names the null JSON records (they once showed as "?")
+    assert inputs["phenotype"].startswith("cohort.pheno.tsv, ")
+    assert "?" not in inputs["phenotype"]
+    # the optimiser's message is said once
+    assert "optimiser message" not in rows
     assert inputs["likelihood"] == "normal"
     assert inputs["kinship"] == "GRM from 4,996 variants"
     assert "numpy 1.26" in inputs["software (fit)"]
