@@ -14,3 +14,4 @@ for sub in ("", "report", "reference"):
     p = str(_TESTS / sub) if sub else str(_TESTS)
     if p not in sys.path:
         sys.path.insert(0, p)
+

@@ -474,7 +474,12 @@ class GLMMExpFam(_GLMMBase):
         return self._ep().lml
 
     def gradient(self) -> dict[str, F | float]:
-        """Derivatives of ``lml()`` in ``beta``, ``scale`` and ``delta``."""
+        """Derivatives of ``lml()`` in ``beta``, ``scale`` and ``delta``.
+
+        Keys and units differ from the classic implementation's: here they are the
+        derivatives in the natural parameters (``beta`` as is, ``scale`` itself, ``delta``
+        in [0, 1]), not in its internal optimisation variables (log-scale, logit-delta).
+        """
         st = self._ep()
         tau = st.tau
         r = np.zeros_like(tau)
@@ -493,6 +498,9 @@ class GLMMExpFam(_GLMMBase):
     def fit(self, verbose: bool = True, factr: float = 1e5, pgtol: float = 1e-7,
             maxiter: int = 500) -> None:
         """Maximise the EP marginal likelihood over the free parameters.
+
+        ``verbose=True`` logs one line per evaluation through :mod:`logging` (logger
+        ``glimix_cli.model.glmm``, level INFO) instead of printing.
 
         A free ``beta`` is profiled inside EP (GLS on the sites after every sweep). With
         both ``scale`` and ``delta`` free, L-BFGS-B searches them; ``factr`` and ``pgtol``

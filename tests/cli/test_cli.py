@@ -355,3 +355,28 @@ def test_a_shared_pheno_and_covar_table_never_uses_the_trait_as_covariate(runner
     assert res.exit_code == 1
     assert "covariate 'quant' is the trait column" in " ".join(res.output.split())
     assert not (tmp_path / "c.null.json").exists()
+
+
+@pytest.mark.parametrize("trait", ["binary", "count", "successes"])
+def test_scan_with_a_stored_ep_null_equals_a_fresh_scan(scans, runner, tmp_path, trait):
+    """`scan --null` rebuilds the EP surrogate (sites, scale, delta) from the null JSON: a
+    wrong stored scale once left every test green while -log10 p moved by up to 2.7."""
+    from make_golden import scan_args
+
+    fit = ["fit", *scan_args(trait, tmp_path / "x")[1:-3], "--out", str(tmp_path / "f"),
+           "--quiet"]
+    res = runner.invoke(app, fit)
+    assert res.exit_code == 0, res.output
+    out = tmp_path / "reused.tsv"
+    args = [*scan_args(trait, out), "--null", str(tmp_path / "f.null.json")]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert out.read_bytes() == scans[trait][0].read_bytes()
+    # and the stored scale matters: a doubled one changes the p-values
+    data = json.loads((tmp_path / "f.null.json").read_text())
+    data["null"]["scale"] *= 2
+    (tmp_path / "f.null.json").write_text(json.dumps(data))
+    res = runner.invoke(app, [*scan_args(trait, tmp_path / "bad.tsv"), "--null",
+                              str(tmp_path / "f.null.json")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "bad.tsv").read_bytes() != out.read_bytes()

@@ -8,9 +8,6 @@ recomputed here by a general-purpose optimiser on the full log-likelihood.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -18,6 +15,7 @@ from eur_binary import EUR, HIT, STORED, write_trait
 from scipy.optimize import minimize
 from scipy.special import log_expit
 from scipy.stats import chi2
+from shared_data import shared_cohort
 
 from glimix_cli.cli.app import app
 from glimix_cli.io.plink import iter_blocks, open_bfile
@@ -25,10 +23,7 @@ from glimix_cli.io.plink import iter_blocks, open_bfile
 
 @pytest.fixture(scope="module")
 def eur_scans(tmp_path_factory):
-    if not Path(f"{EUR}.bed").exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{EUR}.bed missing: CI must provide ../shared/data")
-        pytest.skip("../shared/data/EUR_subset not available")
+    shared_cohort()
     from typer.testing import CliRunner
 
     tmp = tmp_path_factory.mktemp("eur")

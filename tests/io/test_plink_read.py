@@ -149,9 +149,9 @@ def test_block_size_for_budget() -> None:
 
 
 def test_real_cohort_opens_and_streams() -> None:
-    prefix = Path("/work/shared/data/EUR_subset")
-    if not Path(f"{prefix}.bed").exists():
-        pytest.skip("shared cohort not available")
+    from shared_data import shared_cohort
+
+    prefix = shared_cohort()
     b = open_bfile(prefix)
     assert (b.n_samples, b.n_variants) == (379, 54051)
     assert b.variants["chrom"].unique().tolist() == ["17", "18", "19", "20", "21", "22"]

@@ -174,9 +174,9 @@ def test_design_matrix_indicator_collinear_with_numeric_and_errors() -> None:
 
 
 def test_real_cohort_table() -> None:
-    path = Path("/work/shared/data/EUR_subset.pheno.covars")
-    if not path.exists():
-        pytest.skip("shared cohort not available")
+    from shared_data import shared_cohort
+
+    path = Path(f"{shared_cohort()}.pheno.covars")
     c = load_covariates(path, names=["QCOV1", "QCOV2", "CAT_COV"])
     assert c.cat_columns == ("CAT_COV",)
     assert c.table["CAT_COV"].isna().sum() == 2  # one NA and one -9
