@@ -86,6 +86,12 @@ class DenseCore:
         """``tr(C^-1 Sigma) = n - tr(B^-1)``."""
         return float(self.tau.shape[0] - self.diag_Binv.sum())
 
+    def tr_Cinv_M(self, M: F) -> float:
+        """``tr(C^-1 M) = tr(L^-1 T^1/2 M T^1/2 L^-T)`` for a symmetric ``M`` (n^3 flops)."""
+        S = M * self.sq[:, None]
+        S *= self.sq[None, :]
+        return float(np.sum((self._Li @ S) * self._Li))
+
     # -- EP posterior ----------------------------------------------------------------------
     def posterior_diag(self) -> F:
         """Diagonal of ``(Sigma^-1 + T)^-1``.

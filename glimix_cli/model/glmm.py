@@ -178,8 +178,12 @@ class _GLMMBase:
         n = self._n
         tr_c = core.tr_Cinv()
         tr_cs = core.tr_Cinv_Sigma()
-        if v0 > 0:
+        if v0 > 1e-4 * v1:
             tr_ck = (tr_cs - v1 * tr_c) / v0
+        elif v0 > 0:
+            # (tr_cs - v1 tr_c) / v0 cancels as v0 -> 0 (22% off at delta = 1 - 1e-14):
+            # near that bound compute tr(C^-1 K) directly (n^3, only there)
+            tr_ck = core.tr_Cinv_M(self._K)
         else:
             tr_ck = float(np.sum(core.tau * np.diag(self._K) / (1.0 + v1 * core.tau)))
         d_v0 = 0.5 * float(a @ Ka) - 0.5 * tr_ck
