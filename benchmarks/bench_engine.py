@@ -81,7 +81,7 @@ def main() -> None:
         lml = glmm.lml()
         if args.no_scan:
             continue
-        scanner = glmm.to_normal().get_fast_scanner()
+        scanner = glmm.to_normal().get_fixed_scale_scanner()
         t = time.perf_counter()
         done = 0
         block_rng = np.random.default_rng(2)

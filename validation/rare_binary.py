@@ -93,7 +93,7 @@ def scan_all(fit, X, K, G, y, likelihood: str = "bernoulli"):
     normal.beta = fit["beta"]
     normal.scale = float(fit["scale"])
     normal.delta = float(fit["delta"])
-    scanner = normal.get_fast_scanner()
+    scanner = normal.get_fixed_scale_scanner()
     snull = spa_null(normal.posteriori_mean(), X, likelihood, y=y)
     lp_sur, lp_spa, maf, cols = [], [], [], []
     t_sur = t_spa = 0.0

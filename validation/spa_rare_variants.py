@@ -93,7 +93,7 @@ def main() -> None:
         v0 = float(fit["scale"]) * (1 - float(fit["delta"]))
         p_marg = expit((X @ fit["beta"])[:, None]
                        + np.sqrt(v0 * np.diag(K))[:, None] * gh_x) @ gh_w
-        r = normal.get_fast_scanner().fast_scan(M)
+        r = normal.get_fixed_scale_scanner().fast_scan(M)
         z = r["effsizes1"] / r["effsizes1_se"]
         null = spa_null(pm, X, "bernoulli", y=y)
         null_cav = spa_null(logit(p_cav), X, "bernoulli", y=y)

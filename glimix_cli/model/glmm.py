@@ -626,17 +626,34 @@ class GLMMNormal(_GLMMBase):
         return np.linalg.pinv(self._X.T @ core.solve_C(self._X), hermitian=True)
 
     def get_fast_scanner(self):
-        """Scanner of ``mu~`` with the covariance ``v0 K + v1 I + T^-1`` held fixed.
+        """The classic scanner: ``mu~`` with covariance ``s (v0 K + v1 I + T^-1)`` whose
+        overall scale ``s`` is re-estimated (by ML) for each candidate, as an LMM scan.
 
-        The scale is fixed at 1 (the covariance is fully specified on the latent scale), so
-        each test is the exact LRT of the heterogeneous-Normal model with one extra fixed
-        effect and the variance components of the null.
+        glimix's own scans use :meth:`get_fixed_scale_scanner` instead (see there).
         """
         from glimix_cli.model.scanner import FastScanner
 
+        return FastScanner.from_covariance(self._eta / self._tau, self._X, self._site_cov())
+
+    def get_fixed_scale_scanner(self):
+        """Scanner of ``mu~`` with the covariance ``v0 K + v1 I + T^-1`` held fixed, scale 1.
+
+        The covariance is fully specified on the latent scale, so each test is the exact
+        LRT of the heterogeneous-Normal model with one extra fixed effect and the variance
+        components of the null. This is the calibrated surrogate test of ``glimix scan``:
+        re-estimating the scale per candidate (:meth:`get_fast_scanner`) inflates count
+        and rare binary traits, whose pseudo-observations are less dispersed than their
+        nominal covariance (README, "How the test works").
+        """
+        from glimix_cli.model.scanner import FastScanner
+
+        return FastScanner.from_covariance(self._eta / self._tau, self._X, self._site_cov(),
+                                           fixed_scale=1.0)
+
+    def _site_cov(self) -> F:
         C = self.covariance()
         C[np.diag_indices(self._n)] += 1.0 / self._tau
-        return FastScanner.from_covariance(self._eta / self._tau, self._X, C, fixed_scale=1.0)
+        return C
 
     def posteriori_mean(self) -> F:
         """Mean of the latent ``z`` given ``mu~`` (Gaussian conditioning)."""

@@ -439,7 +439,7 @@ def fit_null_arrays(y: F, trials: F | None, X: F, names: list[str], kin: Kinship
                 return _glm_null(y, X, names, likelihood, glm_beta, glm_ll, glmm.v0, lrt, p_v0,
                                  reason, time.perf_counter() - t0, info)
         normal = glmm.to_normal()
-        scanner = normal.get_fast_scanner()
+        scanner = normal.get_fixed_scale_scanner()
         se = np.sqrt(np.diag(normal.beta_covariance()))
         v0, v1 = glmm.v0, glmm.v1
         link_var = {"bernoulli": LOGIT_VARIANCE, "binomial": LOGIT_VARIANCE,
@@ -586,7 +586,7 @@ def null_from_json(path: Path, inputs: Inputs, kin: Kinship, cfg: InputConfig) -
         normal.beta = f["beta"]
         normal.scale = float(f["scale"])
         normal.delta = float(f["delta"])
-        scanner = normal.get_fast_scanner()
+        scanner = normal.get_fixed_scale_scanner()
         if f["likelihood"] in SPA_LIKELIHOODS:
             # the EP posterior mean is the Gaussian conditional mean given the stored sites
             spa = spa_null(normal.posteriori_mean(), X, f["likelihood"], inputs.trials,
