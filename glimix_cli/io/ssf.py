@@ -254,8 +254,18 @@ def _covariate_names(names: Iterable[str]) -> list[str]:
     return out
 
 
+#: What each value of the results' ``test`` column means, for the metadata.
+_TEST_TEXT = {
+    "surrogate_lrt": "the likelihood-ratio test of the heterogeneous-Normal surrogate with "
+                     "the null's variance components held fixed (surrogate_lrt)",
+    "spa": "the saddlepoint approximation of the score's null distribution (spa, where "
+           "|z| > 2)",
+    "score": "the score test of the covariates-only GLM (score)",
+}
+
+
 def _author_notes(null: dict[str, Any] | None, likelihood: str | None,
-                  software: str) -> str:
+                  software: str, tests: Counter[str] | None = None) -> str:
     parts = [f"Association scan with {software}: generalised linear mixed model."]
     if likelihood:
         link = _LINKS.get(likelihood, "?")
@@ -270,35 +280,37 @@ def _author_notes(null: dict[str, Any] | None, likelihood: str | None,
                      "linear predictor, with its standard error; effect_allele is the "
                      "first allele of the PLINK .bim (column 5).")
     f0 = (null or {}).get("null", {})
-    exact = ("computed on the log scale; values below 1e-300 are written exactly in "
-             "scientific notation, never rounded to 0.")
-    if f0.get("route") == "glm":
-        parts.append(f"Null model: the {_LINKS.get(likelihood or '', '?')} GLM on the covariates "
-                     f"(kinship variance not identified: {f0.get('route_reason')}). P-values: "
-                     "score test of the GLM, by saddlepoint approximation where |z| > 2 (the "
-                     "test column of the glimix output says which), " + exact + " beta and its "
-                     "standard error: per-variant maximum-likelihood estimate and Wald SE "
-                     "where p < 0.05 (as plink2 --glm), the one-step score estimate elsewhere.")
-    elif likelihood in ("bernoulli", "probit"):
-        parts.append("P-values: likelihood-ratio test of the heterogeneous-Normal surrogate "
-                     "(chi-square, 1 df) with fixed variance components, replaced by the "
-                     "saddlepoint approximation of the GLMM score where |z| > 2 unless the "
-                     "scan ran with --test surrogate (the test column of the glimix output "
-                     "says which), " + exact)
+    glm_route = f0.get("route") == "glm"
+    if glm_route:
+        parts.append(f"Null model: the {_LINKS.get(likelihood or '', '?')} GLM on the "
+                     f"covariates (kinship variance not identified: {f0.get('route_reason')});"
+                     " beta and its standard error are the per-variant maximum-likelihood "
+                     "estimate and Wald SE where p < 0.05 (as plink2 --glm), the one-step "
+                     "score estimate elsewhere.")
+    used = {t: c for t, c in (tests or Counter()).items() if t in _TEST_TEXT and c}
+    if used:
+        total = sum(used.values())
+        said = "; ".join(f"{c:,} of {total:,} rows by {_TEST_TEXT[t]}"
+                         for t, c in sorted(used.items(), key=lambda kv: -kv[1]))
+        parts.append(f"P-values: {said}.")
     else:
-        parts.append("P-values: likelihood-ratio test (chi-square, 1 df) against the null "
-                     "model with fixed variance components, " + exact)
-    if null is not None and f0.get("route") == "glm":
-        if null.get("trait_coding"):
-            parts.append(f"Trait coding: {null['trait_coding']}.")
-    elif null is not None:
-        f = null["null"]
+        parts.append("P-values: likelihood-ratio test against the null model with fixed "
+                     "variance components.")
+    parts.append("P-values are computed on the log scale; values below 1e-300 are written "
+                 "exactly in scientific notation, never rounded to 0.")
+    if null is not None:
         kin = null.get("kinship") or {}
-        parts.append(f"Random effect: kinship {kin.get('source', 'GRM')} from "
-                     f"{kin.get('n_variants', '?')} variants; v0 = {f.get('v0', float('nan')):.4g},"
-                     f" v1 = {f.get('v1', float('nan')):.4g}, latent h2 = "
-                     f"{f.get('h2_latent', float('nan')):.3g}; null fit "
-                     f"{f.get('status', '?')}.")
+        if not glm_route:
+            nv = kin.get("n_variants")
+            src = f"kinship {kin.get('source', 'GRM')}" + (
+                f" from {nv} variants" if nv is not None else "")
+            if f0.get("h2_liability") is not None:
+                h2 = f"liability h2 = {f0['h2_liability']:.3g}"
+            else:
+                h2 = f"latent h2 = {f0.get('h2_latent', float('nan')):.3g}"
+            parts.append(f"Random effect: {src}; v0 = {f0.get('v0', float('nan')):.4g}, "
+                         f"v1 = {f0.get('v1', float('nan')):.4g}, {h2}; null fit "
+                         f"{f0.get('status', '?')}.")
         if null.get("trait_coding"):
             parts.append(f"Trait coding: {null['trait_coding']}.")
     parts.append("Rows with a glimix status other than ok (monomorphic, low minor-allele "
@@ -311,7 +323,8 @@ def _metadata(out: Path, md5: str, summary_rows: int, is_sorted: bool,
               null: dict[str, Any] | None, scan_meta: dict[str, Any] | None,
               max_n: int | None, genome_assembly: str, trait: str | None,
               ancestry: Sequence[str], genotyping_technology: Sequence[str],
-              today: _dt.date) -> tuple[dict[str, Any], list[str]]:
+              today: _dt.date, tests: Counter[str] | None = None
+              ) -> tuple[dict[str, Any], list[str]]:
     notes: list[str] = []
     likelihood = None
     sample_size = None
@@ -362,7 +375,7 @@ def _metadata(out: Path, md5: str, summary_rows: int, is_sorted: bool,
                      f"--min-rows {max(summary_rows, 1)}`)")
     meta: dict[str, Any] = {
         "date_metadata_last_modified": today,
-        "author_notes": _author_notes(null, likelihood, software),
+        "author_notes": _author_notes(null, likelihood, software, tests),
         "trait_description": [trait or "NR"],
         "genome_assembly": genome_assembly,
         "coordinate_system": "1-based",
@@ -473,6 +486,7 @@ def export_ssf(
     renamed: Counter[str] = Counter()
     per_chrom: Counter[int] = Counter()
     rows_read = rows_written = ids_rewritten = rsids = 0
+    tests: Counter[str] = Counter()
     max_n: int | None = None
     is_sorted = True
     last_key = -1
@@ -554,6 +568,7 @@ def export_ssf(
             table.to_csv(fh, sep="\t", header=False, index=False, quoting=csv.QUOTE_NONE,
                          lineterminator="\n")
             rows_written += len(table)
+            tests.update(df["test"].tolist())
         problems = []
         if bad_chrom:
             problems.append(f"chromosome names {_examples(bad_chrom)} (GWAS-SSF codes human "
@@ -588,7 +603,7 @@ def export_ssf(
     md5 = hashlib.md5(out.read_bytes(), usedforsecurity=False).hexdigest()
     meta, notes = _metadata(out, md5, rows_written, is_sorted, null_data, scan_meta, max_n,
                             genome_assembly, trait, ancestry, genotyping_technology,
-                            today or _dt.date.today())
+                            today or _dt.date.today(), tests)
     if absent and present != {23}:
         notes.append(f"autosomes {_ranges(absent)} absent: the Catalog validator will "
                      "reject this file")

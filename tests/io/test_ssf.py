@@ -474,3 +474,23 @@ def test_export_passes_the_gwas_catalog_validator(tmp_path):
     val = subprocess.run([str(venv / "bin" / "gwas-ssf"), "validate", str(raw)],
                          capture_output=True, text=True, timeout=600)
     assert val.returncode != 0 and "Validation status: False" in val.stdout
+
+
+def test_author_notes_say_which_test_gave_the_p_values(tmp_path):
+    """From the results' test column: a binary scan mixes the surrogate LRT and the
+    saddlepoint (it once said every p-value was a likelihood-ratio test)."""
+    yaml = pytest.importorskip("yaml")
+    rows = genome()
+    rows["test"] = ["spa"] * 3 + ["surrogate_lrt"] * (len(rows["variant_id"]) - 3)
+    res = write_results(tmp_path / "res.tsv", rows)
+    null = make_null(tmp_path)
+    data = json.loads(null.read_text())
+    data["null"]["h2_liability"] = 0.25
+    data["kinship"]["n_variants"] = None  # a precomputed kinship: no variant count
+    null.write_text(json.dumps(data))
+    info = export_ssf(res, tmp_path / "out.tsv", null=null, today=TODAY)
+    notes = yaml.safe_load(info.meta.read_text())["author_notes"]
+    assert "19 of 22 rows by the likelihood-ratio test of the heterogeneous-Normal" in notes
+    assert "3 of 22 rows by the saddlepoint approximation" in notes
+    assert "liability h2 = 0.25" in notes and "latent h2" not in notes
+    assert "None" not in notes and "Random effect: kinship GRM; v0" in notes
