@@ -385,9 +385,17 @@ def test_ep_sites_hand_off_to_glmmnormal_with_same_parameters():
     assert normal.scale == glmm.scale and normal.delta == glmm.delta
     site = glmm.site
     np.testing.assert_allclose(normal.eta / normal.tau, site.eta / site.tau)
-    # at the EP fixed point the surrogate's gradient is the EP gradient
+    # at an EP fixed point the surrogate's gradient is the EP gradient; compare it away
+    # from the optimum (after fit() the beta gradient is 0 on both sides by construction)
+    glmm.beta = np.asarray(glmm.beta) + [0.3, -0.2]
+    glmm.scale = glmm.scale * 1.5 + 0.1
+    glmm.delta = 0.4
+    normal = glmm.to_normal()
     gn, ge = normal.gradient(), glmm.gradient()
-    np.testing.assert_allclose(gn["beta"], ge["beta"], rtol=1e-8, atol=1e-10)
+    assert np.abs(ge["beta"]).max() > 0.1 and abs(ge["scale"]) > 1e-3
+    for name in ("beta", "scale", "delta"):
+        np.testing.assert_allclose(gn[name], ge[name], rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(ge[name], central_diff(glmm, name), rtol=1e-4, atol=1e-6)
 
 
 def test_posterior_moments_match_dense_formula():
