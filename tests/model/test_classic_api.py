@@ -101,3 +101,15 @@ def test_glmmnormal_and_its_scanner_every_documented_member(data):
     assert scanner.null_scale > 0
     joint = scanner.scan(M)
     assert np.isfinite(joint["lml"]) and joint["effsizes1"].shape == (3,)
+
+
+@pytest.mark.parametrize("lik", ["bernoulli", "probit"])
+def test_binary_likelihoods_start_well_posed_and_unfix_restores_the_classic(data, lik):
+    X, _, K, _, _, y01 = data
+    glmm = GLMMExpFam(y01, lik, X, economic_qs(K))
+    assert glmm.delta == 0.0 and glmm.isfixed("delta")
+    glmm.fit(verbose=False)
+    assert glmm.delta == 0.0 and glmm.v1 == 0.0
+    glmm.unfix("delta")
+    assert not glmm.isfixed("delta")
+    assert not GLMMExpFam(y01 * 3, "poisson", X, economic_qs(K)).isfixed("delta")
