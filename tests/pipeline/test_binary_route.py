@@ -24,9 +24,11 @@ from glimix_cli.model import glm
 from glimix_cli.pipeline.run import (
     BINARY_MAX_V0,
     GLM_REFIT_P,
+    RELATED_FRACTION,
     Kinship,
     binary_route,
     fit_null_arrays,
+    related_fraction,
     scan_block,
     scan_context,
 )
@@ -36,18 +38,29 @@ EX = Path(__file__).resolve().parents[2] / "example_data"
 
 
 def test_binary_route_rules():
-    # at the cap: the flat ridge of unrelated samples, whatever the likelihood gain
-    route, lrt, p, why = binary_route(BINARY_MAX_V0, -100.0, -110.0)
+    # unrelated samples, at the cap: the flat ridge, whatever the likelihood gain
+    route, lrt, p, why = binary_route(BINARY_MAX_V0, -100.0, -110.0, 0.01)
     assert route == "glm" and lrt == pytest.approx(20.0) and "cap" in why
     # a gain the 1/2 chi2_0 + 1/2 chi2_1 mixture does not call significant
-    route, lrt, p, _ = binary_route(1.5, -100.0, -100.5)
+    route, lrt, p, _ = binary_route(1.5, -100.0, -100.5, 0.0)
     assert route == "glm" and p == pytest.approx(0.5 * chi2.sf(1.0, 1))
     # a significant interior maximum
-    route, lrt, p, _ = binary_route(1.5, -100.0, -110.0)
+    route, lrt, p, _ = binary_route(1.5, -100.0, -110.0, 0.0)
     assert route == "glmm" and p < 1e-5
-    # no gain at all (v0 at its lower bound)
-    assert binary_route(1e-8, -100.0, -100.0)[:3] == ("glm", 0.0, 1.0)
-    assert binary_route(1.5, -100.0, -101.5, level=0.1)[0] == "glmm"
+    assert binary_route(1.5, -100.0, -101.5, 0.0, level=0.1)[0] == "glmm"
+    # v0 at its lower bound: the two models coincide
+    assert binary_route(1e-8, -100.0, -100.0, 0.9)[:3] == ("glm", 0.0, 1.0)
+    # a related cohort keeps the GLMM even where the test of v0 does not reject, or at cap
+    assert binary_route(0.6, -100.0, -100.5, 0.3)[0] == "glmm"
+    assert binary_route(BINARY_MAX_V0, -100.0, -100.1, RELATED_FRACTION)[0] == "glmm"
+
+
+def test_related_fraction_counts_samples_with_a_relative():
+    K = np.eye(6)
+    K[0, 1] = K[1, 0] = 0.5   # a sib pair
+    K[2, 3] = K[3, 2] = 0.05  # too distant to count
+    assert related_fraction(K) == pytest.approx(2 / 6)
+    assert related_fraction(np.eye(1)) == 0.0
 
 
 @pytest.fixture(scope="module")
@@ -128,5 +141,5 @@ def test_related_trait_with_kinship_variance_keeps_the_glmm():
                              beta=[0.0, 0.3]).y.astype(float)
     null = fit_null_arrays(y, None, X, ["intercept", "x"], Kinship((K + K.T) / 2, res.QS,
                                                                    "GRM"), "bernoulli")
-    assert null.route == "glmm" and null.v0 > 0.5 and null.v0_p < 1e-3
-    assert null.v0_ml == null.v0 and "p =" in null.route_reason
+    assert null.route == "glmm" and null.v0 > 0.5
+    assert null.v0_ml == null.v0 and "have a relative" in null.route_reason
