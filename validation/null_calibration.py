@@ -23,7 +23,7 @@ from glimix_cli.io.plink import open_bfile
 from glimix_cli.kinship import kinship_qs
 from glimix_cli.model.stats import chi2_1_logsf, genomic_inflation
 from glimix_cli.pipeline.qc import block_qc
-from glimix_cli.pipeline.run import Kinship, fit_null_arrays
+from glimix_cli.pipeline.run import Kinship, fit_null_arrays, scan_block, scan_context
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAITS = {
@@ -61,9 +61,8 @@ def main() -> None:
     n = bfile.n_samples
     G = bfile.read(0, bfile.n_variants)
     qc = block_qc(G, 0.0, 5, 1.0)
-    keep = qc.ok
-    G = np.asfortranarray(G[:, keep])
-    common = qc.maf[keep] >= 0.05
+    common = qc.maf[qc.ok] >= 0.05
+    del G
     kin_res = kinship_qs(bfile)
     (Q0, _), S0 = kin_res.QS
     K = (Q0 * S0) @ Q0.T
@@ -81,8 +80,14 @@ def main() -> None:
             null = fit_null_arrays(y, trials, X, ["intercept", "x"], Kinship(K, kin_res.QS, "GRM"),
                                    kind)
             statuses.append(null.status)
-            r = null.scanner.fast_scan(G)
-            chi = r["lrt"][common]
+            # the scan's own block code: the surrogate LRT, or for a 0/1 trait whose null is
+            # the GLM (v0 at its lower bound) the GLM's score statistic
+            ctx = scan_context(str(bfile.bed), np.arange(n), y, null, "surrogate",
+                               bfile=bfile)
+            rb = scan_block(ctx, np.arange(bfile.n_variants))
+            sel = (np.asarray(rb.status) == "ok") & (rb.maf >= 0.05)
+            assert sel.sum() == common.sum()
+            chi = rb.lrt[sel]
             p = np.exp(chi2_1_logsf(chi))
             lams.append(genomic_inflation(chi))
             hits05 += int(np.sum(p < 0.05))
