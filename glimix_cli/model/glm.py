@@ -52,8 +52,9 @@ MAX_STEP = 5.0
 MAX_HALVINGS = 15
 MAX_ITER = 60
 _LOG_2PI = float(np.log(2.0 * np.pi))
-#: Variants per batched sub-block (bounds the (k, n, p) work arrays).
-_SUB = 512
+#: Work-array budget (float64 elements) of one batched sub-block: the information
+#: matrices need (n, k, p) temporaries, so k shrinks as n grows (512 at most).
+_SUB_ELEMENTS = 20_000_000
 
 
 @dataclass(frozen=True)
@@ -132,8 +133,9 @@ def fit_variants(y: ArrayLike, X: ArrayLike, G: ArrayLike, link: str = "logit",
     k = Gm.shape[1]
     beta, se, lrt = np.full(k, np.nan), np.full(k, np.nan), np.full(k, np.nan)
     conv = np.zeros(k, dtype=bool)
-    for lo in range(0, k, _SUB):
-        sl = slice(lo, min(lo + _SUB, k))
+    sub = int(max(8, min(512, _SUB_ELEMENTS // max(Xm.shape[0] * (Xm.shape[1] + 1), 1))))
+    for lo in range(0, k, sub):
+        sl = slice(lo, min(lo + sub, k))
         theta, ll, ok, var_g = _newton(yv, Xm, Gm[:, sl], link, firth, tol, nb)
         ll0 = nll
         if firth:
