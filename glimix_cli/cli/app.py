@@ -200,7 +200,8 @@ def _run(fn, quiet: bool):
         error(str(exc))
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
-        error("interrupted - no output was finalised")
+        error("interrupted - no output was finalised (an interrupted scan continues from "
+              "its finished blocks: rerun the same command with --resume)")
         raise typer.Exit(130) from None
 
 

@@ -50,3 +50,29 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
     with atomic_binary(path) as fh:
         fh.write(data)
     return Path(path)
+
+
+def check_output(path: str | os.PathLike[str], option: str = "--out") -> None:
+    """Refuse an output path that cannot be written, before any work is done.
+
+    Raises
+    ------
+    InputError
+        ``path`` is a directory, its directory does not exist, or a file cannot be
+        created there (read-only directory or file system, no permission).
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory - {option} names a file, e.g. "
+                         f"{path / 'results.tsv.gz'}")
+    directory = path.parent if str(path.parent) else Path(".")
+    if not directory.is_dir():
+        raise InputError(f"{path}: output directory {directory} does not exist - create it "
+                         f"or choose another {option}")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=directory)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write in {directory} ({exc.strerror or exc}) - "
+                         f"choose a writable {option}") from None
+    os.close(fd)
+    os.unlink(probe)

@@ -75,13 +75,21 @@ def read_table(
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: file not found - check the path")
-    header = _first_line(path)
+    try:
+        header = _first_line(path)
+    except (UnicodeDecodeError, OSError, EOFError) as exc:
+        raise InputError(f"{path}: not a text table ({type(exc).__name__}: it holds bytes that "
+                         "are not UTF-8 text, e.g. a .bed or .npz file) - pass a tab, "
+                         "whitespace or comma separated table with a header row") from None
     if header is None:
         raise InputError(f"{path}: empty file - a table needs a header row (FID IID ...)")
     name = path.name.lower().removesuffix(".gz")
     sep = "," if name.endswith(".csv") else ("\t" if "\t" in header else r"\s+")
     try:
         df = pd.read_csv(path, sep=sep, header=None, dtype=str, na_filter=False, skiprows=1)
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a text table (bytes past the header are not UTF-8 "
+                         "text) - pass a tab, whitespace or comma separated table") from None
     except pd.errors.EmptyDataError:
         df = pd.DataFrame()
     except pd.errors.ParserError as exc:

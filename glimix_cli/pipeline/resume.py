@@ -157,6 +157,29 @@ class PartialWriter:
         self.ledger.unlink(missing_ok=True)
 
 
+def precheck_resume(out: str | os.PathLike[str], ident: RunIdentity) -> bool:
+    """Before any heavy work: does ``OUT.partial`` exist, and (if so) would ``--resume``
+    refuse it for this run's fingerprint, chunk, block size or size? The null model's hash
+    is checked later, when it exists. Returns whether a partial file is there."""
+    partial, ledger = partial_paths(out)
+    if not (partial.exists() and ledger.exists()):
+        return partial.exists()
+    again = "rerun without --resume to start over"
+    try:
+        data = json.loads(ledger.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"{ledger}: unreadable ledger ({exc}) - {again}") from None
+    want = ident.ledger_fields()
+    for key, label in (("run_fingerprint", "inputs, selection or QC options"),
+                       ("chunk", "--chunk"), ("block_size", "--block-size"),
+                       ("n_blocks", "number of blocks"), ("n_rows", "number of variants")):
+        if data.get(key) != want[key]:
+            shown = "" if key == "run_fingerprint" else f" ({data.get(key)} then, {want[key]} now)"
+            raise InputError(f"{partial}: written by a run with other {label}{shown} - "
+                             f"{again}")
+    return True
+
+
 def open_partial(out: str | os.PathLike[str], ident: RunIdentity, resume: bool,
                  header: str = HEADER) -> PartialWriter:
     """Start ``OUT.partial`` afresh, or (``resume``) continue a matching one.

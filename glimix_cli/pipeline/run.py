@@ -22,6 +22,7 @@ from numpy.typing import NDArray
 from scipy.stats import chi2
 
 from glimix_cli.errors import ConvergenceError, InputError
+from glimix_cli.io.atomic import check_output
 from glimix_cli.io.plink import Bfile, block_size_for_budget, iter_blocks, open_bfile
 from glimix_cli.io.results import atomic_text_writer, format_rows, results_header, write_meta
 from glimix_cli.io.samples import SampleMatch, match_samples
@@ -42,7 +43,14 @@ from glimix_cli.model.scanner import FastScanner
 from glimix_cli.model.spa import SPA_LIKELIHOODS, SPANull, glm_score, spa_null, spa_pvalues
 from glimix_cli.model.stats import chi2_1_logsf, genomic_inflation
 from glimix_cli.pipeline.qc import block_qc, select_variants
-from glimix_cli.pipeline.resume import RunIdentity, null_hash, open_partial, parse_rows
+from glimix_cli.pipeline.resume import (
+    RunIdentity,
+    null_hash,
+    open_partial,
+    parse_rows,
+    partial_paths,
+    precheck_resume,
+)
 
 F = NDArray[np.float64]
 LIKELIHOODS = ("normal", "bernoulli", "probit", "binomial", "poisson")
@@ -200,9 +208,19 @@ def load_inputs(cfg: InputConfig, rep: Reporter) -> Inputs:
     trials = None if trait.trials is None else np.asarray(trait.trials)[match.trait_index]
     if cov is not None:
         table = cov.table.iloc[match.cov_index].reset_index(drop=True)
+        n_cols = table.shape[1]
+        if n_cols + 1 >= match.n:
+            raise InputError(f"{cfg.covar}: {n_cols} covariates (and the intercept) for "
+                             f"{match.n} analysed samples - a model needs more samples than "
+                             "covariates; name fewer with --covar-name or add samples")
         design = design_matrix(table, cov.cat_columns)
     else:
         design = design_matrix(_empty_table(match.n), ())
+    if design.X.shape[1] >= match.n - 1:
+        raise InputError(f"{cfg.covar}: {design.X.shape[1]} design columns (intercept, "
+                         f"covariates and category indicators) for {match.n} analysed samples "
+                         "- a model needs more samples than covariates; name fewer with "
+                         "--covar-name or add samples")
     for name, why in design.dropped:
         rep.warn(f"covariate {name} dropped: {why} in the analysed samples")
     _check_trait_variation(y, cfg, match.n)
@@ -646,6 +664,8 @@ class FitOutcome:
 
 
 def run_fit(cfg: InputConfig, out_prefix: Path | None, rep: Reporter) -> FitOutcome:
+    if out_prefix is not None:
+        check_output(Path(f"{out_prefix}.null.json"), "--out")
     inputs = load_inputs(cfg, rep)
     kin = build_kinship(cfg, inputs, rep)
     null = fit_null(inputs, kin, cfg.likelihood, rep)
@@ -658,6 +678,7 @@ def run_fit(cfg: InputConfig, out_prefix: Path | None, rep: Reporter) -> FitOutc
 
 def run_kinship(bfile_path: Path, extract: Path | None, maf: float, out: Path,
                 rep: Reporter) -> dict[str, Any]:
+    check_output(out)
     bfile = open_bfile(bfile_path)
     cfg = InputConfig(bfile=bfile_path, pheno=Path("."), pheno_name="", kinship_extract=extract,
                       kinship_maf=maf)
@@ -959,6 +980,7 @@ def run_scan(cfg: InputConfig, scfg: ScanConfig, out: Path, rep: Reporter) -> Sc
 def _run_scan(cfg: InputConfig, scfg: ScanConfig, out: Path, rep: Reporter,
               client: Any) -> ScanSummary:
     t0 = time.perf_counter()
+    check_output(out)
     inputs = load_inputs(cfg, rep)
     bfile = inputs.bfile
     if client is not None:
@@ -978,6 +1000,27 @@ def _run_scan(cfg: InputConfig, scfg: ScanConfig, out: Path, rep: Reporter,
     i, k = scfg.chunk
     start, stop = chunk_range(sel.indices.size, i, k)
     indices = sel.indices[start:stop]
+    n = inputs.match.n
+    bs = scfg.block_size or min(block_size_for_budget(n, 256), 4096)
+    test = resolve_test(scfg.test, cfg.likelihood)
+    run_fp = {
+        "inputs": inputs.fingerprint,
+        "kinship": kinship_options(cfg, bfile),
+        "selection": [int(sel.indices[0]), int(sel.indices[-1]), int(sel.indices.size)],
+        "qc": [scfg.maf, scfg.mac, scfg.max_missing],
+        "null": scfg.null is not None,
+        "test": test,
+    }
+    run_hash = hashlib.sha256(json.dumps(run_fp, sort_keys=True, default=str).encode()).hexdigest()
+    n_blocks = -(-int(indices.size) // bs)
+    # before the kinship and the null fit: a --resume that would be refused, or a stale
+    # partial file that this run replaces
+    early = RunIdentity(run_hash, (i, k), bs, n_blocks, int(indices.size), "")
+    if scfg.resume:
+        precheck_resume(out, early)
+    elif partial_paths(out)[0].exists():
+        rep.warn(f"{partial_paths(out)[0]}: an unfinished earlier run; it is replaced (rerun "
+                 "with --resume to continue it instead)")
     kin = build_kinship(cfg, inputs, rep)
     if scfg.null is not None:
         null = null_from_json(scfg.null, inputs, kin, cfg)
@@ -985,18 +1028,6 @@ def _run_scan(cfg: InputConfig, scfg: ScanConfig, out: Path, rep: Reporter,
     else:
         null = fit_null(inputs, kin, cfg.likelihood, rep)
     assert null.scanner is not None or null.route == "glm"
-    n = inputs.match.n
-    bs = scfg.block_size or min(block_size_for_budget(n, 256), 4096)
-    run_fp = {
-        "inputs": inputs.fingerprint,
-        "kinship": kinship_options(cfg, bfile),
-        "selection": [int(sel.indices[0]), int(sel.indices[-1]), int(sel.indices.size)],
-        "qc": [scfg.maf, scfg.mac, scfg.max_missing],
-        "null": scfg.null is not None,
-        "test": resolve_test(scfg.test, cfg.likelihood),
-    }
-    run_hash = hashlib.sha256(json.dumps(run_fp, sort_keys=True, default=str).encode()).hexdigest()
-    test = resolve_test(scfg.test, cfg.likelihood)
     ctx = scan_context(str(bfile.bed), inputs.match.geno_index, inputs.y, null, test,
                        scfg.maf, scfg.mac, scfg.max_missing, bfile)
     summary = _Summary(bfile.variants)
@@ -1004,6 +1035,7 @@ def _run_scan(cfg: InputConfig, scfg: ScanConfig, out: Path, rep: Reporter,
     blocks = [indices[lo:lo + bs] for lo in range(0, indices.size, bs)]
     ident = RunIdentity(run_hash, (i, k), bs, len(blocks), int(indices.size),
                         null_hash(null.facts()))
+    assert len(blocks) == n_blocks
     rep.start("scan", int(indices.size))
     writer = open_partial(out, ident, scfg.resume, results_header(ctx.case_status is not None))
     try:

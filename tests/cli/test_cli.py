@@ -380,3 +380,61 @@ def test_scan_with_a_stored_ep_null_equals_a_fresh_scan(scans, runner, tmp_path,
                               str(tmp_path / "f.null.json")])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "bad.tsv").read_bytes() != out.read_bytes()
+
+
+def _listing(d: Path) -> list[str]:
+    return sorted(p.name for p in d.iterdir())
+
+
+def test_bad_outputs_are_refused_before_any_work(runner, ex, tmp_path, monkeypatch):
+    """A directory as --out, a missing directory, an unwritable one: one line, exit 1, no
+    file left, and before the genotypes are read (plink2 users meet these daily)."""
+    import glimix_cli.pipeline.run as run_mod
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the output check must come before the inputs are read")
+
+    monkeypatch.setattr(run_mod, "load_inputs", no_work)
+    monkeypatch.setattr(run_mod, "open_bfile", no_work)
+    (tmp_path / "adir").mkdir()
+    cases = [
+        (["scan", *base(ex), "--out", str(tmp_path / "adir")],
+         "is a directory - --out names a file"),
+        (["scan", *base(ex), "--out", str(tmp_path / "no" / "o.tsv")], "does not exist"),
+        (["scan", *base(ex), "--out", "/proc/glimix.tsv"], "cannot write in /proc"),
+        (["fit", *base(ex), "--out", "/proc/glimix"], "/proc/glimix.null.json: cannot write"),
+        (["kinship", "--bfile", str(ex / "cohort"), "--out", "/proc/k.npz"], "cannot write"),
+        (["kinship", "--bfile", str(ex / "cohort"), "--out", str(tmp_path / "no" / "k.npz")],
+         "does not exist"),
+    ]
+    before = _listing(tmp_path)
+    for args, message in cases:
+        res = runner.invoke(app, args)
+        assert res.exit_code == 1, (args, res.output)
+        assert message in res.output and "Traceback" not in res.output, res.output
+    assert _listing(tmp_path) == before == ["adir"]
+    assert _listing(tmp_path / "adir") == []
+
+
+def test_binary_files_as_tables_and_too_many_covariates_are_one_line_errors(runner, ex,
+                                                                           tmp_path):
+    for opt in ("--pheno", "--covar"):
+        args = ["fit", *base(ex), "--quiet"]
+        args[args.index(opt) + 1] = str(ex / "cohort.bed")
+        res = runner.invoke(app, args)
+        assert res.exit_code == 1, res.output
+        assert "cohort.bed: not a text table" in res.output and "Traceback" not in res.output
+    ph = pd.read_csv(ex / "cohort.pheno.tsv", sep="\t").head(50)
+    ph[["FID", "IID", "quant"]].to_csv(tmp_path / "p.tsv", sep="\t", index=False)
+    cov = ph[["FID", "IID"]].copy()
+    rng = np.random.default_rng(0)
+    for j in range(60):
+        cov[f"c{j}"] = rng.normal(size=len(cov))
+    cov.to_csv(tmp_path / "c.tsv", sep="\t", index=False)
+    res = runner.invoke(app, ["scan", "--bfile", str(ex / "cohort"), "--pheno",
+                              str(tmp_path / "p.tsv"), "--covar", str(tmp_path / "c.tsv"),
+                              "--out", str(tmp_path / "o.tsv")])
+    assert res.exit_code == 1, res.output
+    assert "60 covariates (and the intercept) for 49 analysed samples" in res.output
+    assert "Traceback" not in res.output and "warning" not in res.output
+    assert not (tmp_path / "o.tsv").exists() and not (tmp_path / "o.tsv.partial").exists()

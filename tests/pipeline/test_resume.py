@@ -113,6 +113,10 @@ def test_resume_refuses_a_partial_of_another_run(monkeypatch, tmp_path):
     with monkeypatch.context() as m:
         crash_after(m, 2)
         assert runner.invoke(app, scan_args(out, "--block-size", "500")).exit_code == 1
+    def no_kinship(*args, **kwargs):
+        raise AssertionError("the refusal must come before the kinship is built")
+
+    monkeypatch.setattr(run_mod, "build_kinship", no_kinship)
     for extra, message in ((["--block-size", "400"], "other --block-size (500 then, 400 now)"),
                            (["--block-size", "500", "--maf", "0.05"], "other inputs, selection"),
                            (["--block-size", "500", "--chunk", "1/2"], "other --chunk")):
@@ -131,8 +135,9 @@ def test_without_resume_a_stale_partial_is_replaced(monkeypatch, tmp_path, unint
         crash_after(m, 2)
         assert runner.invoke(app, scan_args(out, "--block-size", "500")).exit_code == 1
     assert partial.exists()
-    res = runner.invoke(app, scan_args(out, "--block-size", "700"))
+    res = runner.invoke(app, [a for a in scan_args(out, "--block-size", "700") if a != "-q"])
     assert res.exit_code == 0, res.output
+    assert "an unfinished earlier run; it is replaced (rerun with --resume" in res.output
     assert out.read_bytes() == uninterrupted["full.tsv"]
     assert not partial.exists() and not ledger.exists()
 
