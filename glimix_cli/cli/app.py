@@ -20,6 +20,7 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 
@@ -91,7 +92,8 @@ CovarCatOpt = Annotated[
 MissingOpt = Annotated[
     list[str] | None,
     typer.Option("--missing-code",
-                 help="Token read as missing in tables (repeat). Default: NA nan NaN '' -9."),
+                 help="Token read as missing in tables (repeat), in addition to the "
+                 "defaults NA nan NaN '' -9."),
 ]
 KinshipOpt = Annotated[
     Path | None,
@@ -154,7 +156,8 @@ def _input_config(bfile, pheno, pheno_name, likelihood, trials_name, covar, cova
 
     if kinship is not None and kinship_cache is not None:
         _usage("--kinship and --kinship-cache are alternatives: give one")
-    missing = tuple(missing_code) if missing_code else tuple(DEFAULT_MISSING)
+    # as plink2's --input-missing-phenotype adds a code: the defaults stay missing
+    missing = tuple(dict.fromkeys([*DEFAULT_MISSING, *(missing_code or [])]))
     if pheno_name is None:
         from glimix_cli.cli.console import error
         from glimix_cli.errors import GlimixError

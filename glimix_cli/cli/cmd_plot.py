@@ -38,8 +38,10 @@ def plot(
     from glimix_cli.cli.console import console_err
 
     def go(rep):
+        from glimix_cli.io.atomic import check_output
         from glimix_cli.report.plots import require_matplotlib
 
+        check_output(Path(f"{out}.manhattan.png"), "--out")
         require_matplotlib("glimix plot")
         from glimix_cli.report.plots import run_plot
 
@@ -73,8 +75,10 @@ def report(
     from glimix_cli.cli.console import console_err
 
     def go(rep):
+        from glimix_cli.io.atomic import check_output
         from glimix_cli.report.plots import require_matplotlib
 
+        check_output(out, "--out")
         require_matplotlib("glimix report")
         from glimix_cli.report.html import run_report
 

@@ -22,6 +22,9 @@ CAUSAL = pd.read_csv(Path(__file__).resolve().parents[2] / "example_data" / "cau
 TRAIT_OF = {"quant": "quant", "binary": "binary", "count": "count", "successes": "binomial"}
 
 
+GOLDEN_BINARY = Path(__file__).resolve().parents[1] / "data" / "golden" / "binary.tsv.gz"
+
+
 def base(ex: Path, trait: str = "quant", *extra: str) -> list[str]:
     return ["--bfile", str(ex / "cohort"), "--pheno", str(ex / "cohort.pheno.tsv"),
             "--pheno-name", trait, "--covar", str(ex / "cohort.covar.tsv"), *extra]
@@ -438,3 +441,30 @@ def test_binary_files_as_tables_and_too_many_covariates_are_one_line_errors(runn
     assert "60 covariates (and the intercept) for 49 analysed samples" in res.output
     assert "Traceback" not in res.output and "warning" not in res.output
     assert not (tmp_path / "o.tsv").exists() and not (tmp_path / "o.tsv.partial").exists()
+
+
+def test_dash_h_is_help(runner):
+    for args in (["-h"], ["scan", "-h"], ["fit", "-h"]):
+        res = runner.invoke(app, args)
+        assert res.exit_code == 0 and "Usage" in res.output, args
+
+
+def test_missing_code_adds_to_the_defaults(runner, ex, tmp_path):
+    """plink2 habit: --missing-code 999 makes 999 missing and keeps NA/-9 missing too."""
+    ph = pd.read_csv(ex / "cohort.pheno.tsv", sep="\t", dtype=str)
+    ph.loc[:9, "quant"] = "999"  # 10 more missing values, the NA ones stay
+    ph.to_csv(tmp_path / "p.tsv", sep="\t", index=False)
+    res = runner.invoke(app, ["fit", "--bfile", str(ex / "cohort"), "--pheno",
+                              str(tmp_path / "p.tsv"), "--pheno-name", "quant",
+                              "--missing-code", "999", "--out", str(tmp_path / "f")])
+    assert res.exit_code == 0, res.output
+    counts = json.loads((tmp_path / "f.null.json").read_text())["samples"]["counts"]
+    n_na = int(pd.read_csv(ex / "cohort.pheno.tsv", sep="\t")["quant"].iloc[10:].isna().sum())
+    assert counts["phenotype non-missing"] == 610 - 10 - n_na
+
+
+def test_plot_and_report_refuse_an_unwritable_output_first(runner, tmp_path):
+    res = runner.invoke(app, ["plot", str(GOLDEN_BINARY), "--out", "/proc/p"])
+    assert res.exit_code == 1 and "cannot write in /proc" in res.output, res.output
+    res = runner.invoke(app, ["report", str(GOLDEN_BINARY), "--out", str(tmp_path)])
+    assert res.exit_code == 1 and "is a directory" in res.output, res.output
