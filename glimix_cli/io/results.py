@@ -13,8 +13,10 @@ Columns (GWAS-SSF names; the first eight in the order GWAS-SSF fixes):
 ``chi2_1.sf(lrt_chisq)`` (the surrogate LRT, or the GLM score test of a 0/1 trait whose
 kinship variance is not identified).
 
-Every output ``FILE`` gets a sidecar ``FILE.meta.json`` describing the run (chunk I/N, the
-selected variant range, inputs), which ``merge_results`` uses to check the chunks.
+Every output ``FILE`` gets a sidecar ``FILE.meta.json`` describing the run: chunk I/N, the
+selected variant range, a fingerprint (hash) of the inputs, selection and options, the
+likelihood and the sample count. ``merge_results`` checks the chunks by the fingerprint and
+the chunk numbers (and each file's header); ``export_ssf`` reads likelihood and samples.
 Outputs are written to a temporary file in the target directory and renamed at the end,
 so an interrupted run never leaves a file that looks finished. ``.gz`` outputs are
 compressed with a fixed header (no name, mtime 0) so equal content gives equal bytes.

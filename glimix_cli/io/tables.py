@@ -19,6 +19,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from glimix_cli.errors import InputError
+from glimix_cli.registry import BINARY_LIKELIHOODS, LIKELIHOODS
 
 __all__ = [
     "DEFAULT_MISSING",
@@ -35,9 +36,6 @@ __all__ = [
 
 #: Tokens read as a missing value in data columns (never in FID/IID).
 DEFAULT_MISSING: tuple[str, ...] = ("NA", "nan", "NaN", "", "-9")
-
-#: Likelihood names understood by :func:`load_trait`.
-LIKELIHOODS = ("normal", "bernoulli", "probit", "binomial", "poisson")
 
 #: A covariate is collinear when the residual of its standardised column, after projecting
 #: out the columns kept before it, has norm below ``COLLINEAR_RTOL * sqrt(n)`` (i.e. it
@@ -309,7 +307,7 @@ def load_trait(
     obs = ~np.isnan(y)
     trials = None
     coding = "numeric"
-    if likelihood in ("bernoulli", "probit"):
+    if likelihood in BINARY_LIKELIHOODS:
         values = set(np.unique(y[obs]).tolist())
         if values <= {0.0, 1.0}:
             coding = "0/1 (1 = case)"

@@ -34,7 +34,6 @@ F = NDArray[np.float64]
 #: Largest number of EP sweeps before ConvergenceError.
 MAX_SWEEPS = 500
 _MIN_DAMPING = 1.0 / 64
-_DEBUG: list = []
 
 
 @dataclass(frozen=True)
@@ -184,10 +183,6 @@ def run_ep(
         d_tau = np.abs(new_tau - tau) / (atol + rtol * np.abs(new_tau))
         d_eta = np.abs(new_eta - eta) / (atol + rtol * np.abs(new_eta))
         step = float(max(d_tau.max(initial=0.0), d_eta.max(initial=0.0)))
-        if _DEBUG:
-            j = int(np.argmax(np.maximum(d_tau, d_eta)))
-            _DEBUG.append((sweep, step, rho, j, tau[j], new_tau[j], eta[j], new_eta[j],
-                           cav_mean[j], cav_var[j]))
         if step <= 1.0:
             lml = ep_lml(core, mean, eta, tau, cav_mean, cav_var, tm.log_z)
             diag = EPDiagnostics(True, sweep, step, rho, skipped)

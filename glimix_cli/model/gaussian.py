@@ -38,11 +38,9 @@ class DenseCore:
         Prior covariance ``v0 K + v1 I``.
     tau : ndarray of float, shape (n,)
         Site precisions, non-negative.
-    need_inverse_diag : bool
-        Compute ``diag(B^-1)`` (needed for posterior variances and gradients).
     """
 
-    def __init__(self, Sigma: F, tau: F, need_inverse_diag: bool = True):
+    def __init__(self, Sigma: F, tau: F):
         self.Sigma = Sigma
         self.tau = tau
         self.sq = np.sqrt(tau)
@@ -56,13 +54,12 @@ class DenseCore:
                                         f"(LAPACK dpotrf info={info})")
         self.L = L
         self.logdet_B = 2.0 * float(np.sum(np.log(np.diag(L))))
-        self._diag_Binv: F | None = None
-        if need_inverse_diag:
-            Li, info = lapack.dtrtri(L, lower=1)
-            if info != 0:  # pragma: no cover - L has a positive diagonal
-                raise np.linalg.LinAlgError(f"dtrtri failed (info={info})")
-            self._Li = Li
-            self._diag_Binv = np.einsum("ij,ij->j", Li, Li)
+        Li, info = lapack.dtrtri(L, lower=1)
+        if info != 0:  # pragma: no cover - L has a positive diagonal
+            raise np.linalg.LinAlgError(f"dtrtri failed (info={info})")
+        self._Li = Li
+        #: ``diag(B^-1)`` (posterior variances and gradients need it).
+        self.diag_Binv: F = np.einsum("ij,ij->j", Li, Li)
 
     # -- basic operations ----------------------------------------------------------------
     def solve_B(self, x: F) -> F:
@@ -72,11 +69,6 @@ class DenseCore:
         """``C^-1 x`` with ``C = Sigma + T^-1``."""
         sq = self.sq if x.ndim == 1 else self.sq[:, None]
         return sq * self.solve_B(sq * x)
-
-    @property
-    def diag_Binv(self) -> F:
-        assert self._diag_Binv is not None
-        return self._diag_Binv
 
     def tr_Cinv(self) -> float:
         """``tr(C^-1) = sum_i tau_i B^-1_ii``."""

@@ -25,6 +25,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import expit, gammaln, log_ndtr
 
+from glimix_cli.registry import EP_LIKELIHOODS
+
 F = NDArray[np.float64]
 
 #: Depth (nats below the mode) at which the integration window ends.
@@ -405,8 +407,10 @@ class Probit(Likelihood):
         log_z = log_ndtr(u)
         r = self._ratio(u)
         mean = m + s * v * r / c
-        # var = v - v^2 r (u + r) / (1 + v); 1 - r(u+r) computed without cancellation for
-        # large negative u via the continued-fraction-free identity below.
+        # var = v - v^2 b with b = r (u + r) / (1 + v) = -d2 log Z / dm2, as written: no
+        # special form for large negative u (where r ~ -u and u + r ~ -1/u cancels), nor
+        # for v b near 1 (where var cancels); ep.site_update uses b itself, not var, while
+        # the cavity is narrow (v b < 0.5).
         b = r * (u + r) / (1.0 + v)
         var = v - v * v * b
         return TiltedMoments(log_z, mean, var, s * r / c, b)
@@ -513,12 +517,16 @@ def _check_finite_1d(y: F, name: str) -> None:
         raise ValueError(f"{name} outcomes contain NaN or infinite values; drop those samples")
 
 
+#: The class of each name of :data:`glimix_cli.registry.EP_LIKELIHOODS`, in its order.
 LIKELIHOODS: dict[str, type[Likelihood]] = {
     "bernoulli": Bernoulli,
     "probit": Probit,
     "binomial": Binomial,
     "poisson": Poisson,
 }
+#: The names ``make_likelihood`` accepts, as its error message lists them.
+_CHOICES = ", ".join("('binomial', ntrials)" if name == "binomial" else name
+                     for name in EP_LIKELIHOODS)
 
 
 def make_likelihood(y: ArrayLike, lik: str | tuple) -> Likelihood:
@@ -539,10 +547,7 @@ def make_likelihood(y: ArrayLike, lik: str | tuple) -> Likelihood:
             raise ValueError("the binomial likelihood needs trials: pass ('binomial', ntrials)")
         return Binomial(y, params[0])
     if name not in LIKELIHOODS:
-        raise ValueError(
-            f"unknown likelihood {lik!r}; choose one of bernoulli, probit, "
-            "('binomial', ntrials), poisson"
-        )
+        raise ValueError(f"unknown likelihood {lik!r}; choose one of {_CHOICES}")
     if params:
         raise ValueError(f"the {name} likelihood takes no parameters; got {lik!r}")
     return LIKELIHOODS[name](y)

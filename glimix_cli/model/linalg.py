@@ -1,4 +1,5 @@
-"""Small dense linear-algebra helpers: economic eigendecompositions and stable solves."""
+"""Small dense linear-algebra helpers: economic eigendecompositions of a kinship, their
+validation, and the dense matrix they stand for."""
 
 from __future__ import annotations
 

@@ -82,13 +82,12 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.special import expit, log_ndtr, ndtr
 
 from glimix_cli.model.stats import chi2_1_logsf
+from glimix_cli.registry import SPA_LIKELIHOODS  # re-exported: the pipeline imports it here
 
 F = NDArray[np.float64]
 
 #: |z| above which the saddlepoint p-value replaces the Normal one (SAIGE uses 2 SD).
 SPA_Z_CUTOFF = 2.0
-#: Likelihoods whose outcome has a binomial (Bernoulli) law given the latent.
-SPA_LIKELIHOODS = ("bernoulli", "probit", "binomial")
 #: Variants per vectorised saddlepoint solve (bounds the (n, k) work arrays).
 _CHUNK = 256
 _MAX_ITER = 100

@@ -193,3 +193,17 @@ def test_fused_derivatives_equal_the_separate_ones(lik: Likelihood):
         np.testing.assert_allclose(lp, lik.logpdf(z, slice(None)), rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(d1, lik.dlogpdf(z, slice(None)), rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(d2, lik.d2logpdf(z, slice(None)), rtol=1e-12, atol=1e-300)
+
+
+def test_the_registry_and_the_likelihood_classes_agree():
+    """One list of names (glimix_cli.registry) for the CLI, the pipeline and the model."""
+    from glimix_cli import registry
+    from glimix_cli.model.likelihoods import LIKELIHOODS as CLASSES
+
+    assert tuple(CLASSES) == registry.EP_LIKELIHOODS
+    assert registry.LIKELIHOODS == ("normal", *registry.EP_LIKELIHOODS)
+    for name, cls in CLASSES.items():
+        assert cls.name == name and registry.LINKS[name] == cls.link_name
+    assert set(registry.SPA_LIKELIHOODS) <= set(registry.EP_LIKELIHOODS)
+    assert set(registry.BINARY_LIKELIHOODS) <= set(registry.SPA_LIKELIHOODS)
+    assert set(registry.RESOLVED_TESTS) < set(registry.TESTS)
