@@ -33,18 +33,23 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from glimix_cli.pipeline import run as R  # noqa: E402
+from glimix_cli.pipeline.config import InputConfig  # noqa: E402
 from glimix_cli.pipeline.distributed import iter_blocks_dask  # noqa: E402
+from glimix_cli.pipeline.inputs import load_inputs  # noqa: E402
+from glimix_cli.pipeline.kinship import build_kinship  # noqa: E402
+from glimix_cli.pipeline.null import fit_null  # noqa: E402
+from glimix_cli.pipeline.progress import Reporter  # noqa: E402
+from glimix_cli.pipeline.scan import ScanContext, scan_block  # noqa: E402
 
 
 def build_context(bfile: Path, pheno: Path, trait: str, covar: Path | None):
-    cfg = R.InputConfig(bfile=bfile, pheno=pheno, pheno_name=trait, covar=covar)
-    rep = R.Reporter()
-    inputs = R.load_inputs(cfg, rep)
-    kin = R.build_kinship(cfg, inputs, rep)
-    null = R.fit_null(inputs, kin, "normal", rep)
+    cfg = InputConfig(bfile=bfile, pheno=pheno, pheno_name=trait, covar=covar)
+    rep = Reporter()
+    inputs = load_inputs(cfg, rep)
+    kin = build_kinship(cfg, inputs, rep)
+    null = fit_null(inputs, kin, "normal", rep)
     b = inputs.bfile
-    ctx = R.ScanContext(str(b.bed), inputs.match.geno_index, null.scanner, 0.0, 5.0, 1.0, b)
+    ctx = ScanContext(str(b.bed), inputs.match.geno_index, null.scanner, 0.0, 5.0, 1.0, b)
     return ctx, b.n_variants, inputs.match.n
 
 
@@ -58,7 +63,7 @@ def blocks_of(m: int, bs: int):
 def time_local(ctx, blocks) -> float:
     t = time.perf_counter()
     for blk in blocks:
-        R.scan_block(ctx, blk)
+        scan_block(ctx, blk)
     return time.perf_counter() - t
 
 
@@ -85,7 +90,7 @@ def task_overhead(client, n_tasks: int = 200) -> dict[str, float]:
 
 def time_dask(client, ctx, blocks) -> float:
     t = time.perf_counter()
-    for _ in iter_blocks_dask(client, R.scan_block, ctx, blocks):
+    for _ in iter_blocks_dask(client, scan_block, ctx, blocks):
         pass
     return time.perf_counter() - t
 
@@ -111,7 +116,7 @@ def main() -> None:
     res: dict = {"bfile": str(a.bfile), "n_samples": n, "n_variants": m, "repeats": a.repeats,
                  "cpus": os.cpu_count(), "python": platform.python_version(),
                  "distributed": distributed.__version__, "load_before": load0, "runs": []}
-    R.scan_block(ctx, blocks_of(m, 10)[0])  # warm caches
+    scan_block(ctx, blocks_of(m, 10)[0])  # warm caches
     for bs in sizes:
         blocks = blocks_of(m, bs)
         t = statistics.median(time_local(ctx, blocks) for _ in range(a.repeats))

@@ -57,7 +57,7 @@ def main() -> None:
     rng = np.random.default_rng(1)
     n = args.n
     if args.related:
-        from glimix_cli.simulate import simulate_genotypes, standardised_grm
+        from glimix_cli.testing import simulate_genotypes, standardised_grm
 
         sg = simulate_genotypes(n // 3, (3, 6), args.m_kin, 10, rng, n_populations=2,
                                 fst=0.05, half_sib_rate=0.3)

@@ -308,8 +308,9 @@ def glimix_pieces(prefix: Path, m_sub: int, bernoulli: bool, ref_gflops: float) 
     from glimix_cli.io.plink import _decode, block_size_for_budget, iter_blocks, open_bfile
     from glimix_cli.kinship.grm import _Counts, _standardised_blocks, grm
     from glimix_cli.model.linalg import economic_qs
+    from glimix_cli.pipeline.kinship import Kinship
+    from glimix_cli.pipeline.null import fit_null_arrays
     from glimix_cli.pipeline.qc import block_qc
-    from glimix_cli.pipeline.run import Kinship, fit_null_arrays
 
     out: dict = {"m_sub": m_sub, "load_start": loadavg()}
     t = time.perf_counter()

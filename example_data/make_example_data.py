@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from glimix_cli.io.plink_write import write_plink1
-from glimix_cli.simulate import (
+from glimix_cli.testing import (
     effect_for_variance,
     simulate_genotypes,
     simulate_traits,

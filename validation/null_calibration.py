@@ -22,8 +22,10 @@ import numpy as np
 from glimix_cli.io.plink import open_bfile
 from glimix_cli.kinship import kinship_qs
 from glimix_cli.model.stats import chi2_1_logsf, genomic_inflation
+from glimix_cli.pipeline.kinship import Kinship
+from glimix_cli.pipeline.null import fit_null_arrays
 from glimix_cli.pipeline.qc import block_qc
-from glimix_cli.pipeline.run import Kinship, fit_null_arrays, scan_block, scan_context
+from glimix_cli.pipeline.scan import scan_block, scan_context
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAITS = {

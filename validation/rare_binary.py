@@ -3,14 +3,14 @@
     python validation/rare_binary.py --fractions 0.5,0.1,0.02,0.01 --reps 3 \
         --power-reps 1 --out validation/rare_binary.json
 
-Cohort: simulated with :func:`glimix_cli.simulate.simulate_genotypes` -- nuclear families
+Cohort: simulated with :func:`glimix_cli.testing.simulate_genotypes` -- nuclear families
 (3-6 genotyped members) from two sub-populations (F_ST 0.05), so that both relatedness
 and structure make K matter; by default 440 families (about 2,000 samples, so that 1%
 cases is about 20 cases) and 50,000 variants with ancestral MAF uniform on [0.01, 0.5].
 K is the standardised GRM of all variants. The same cohort is used for every case
 fraction and replicate.
 
-Null traits (``--reps`` per fraction): :func:`glimix_cli.simulate.simulate_null_binary`
+Null traits (``--reps`` per fraction): :func:`glimix_cli.testing.simulate_null_binary`
 -- the logit GLMM with ``v0 = 1`` on K, a covariate effect, NO variant effect, and
 exactly ``round(fraction * n)`` cases. Each replicate fits the null model exactly as
 ``glimix scan`` does (``fit_null_arrays``) and tests every variant that passes the
@@ -53,9 +53,10 @@ from scipy.special import expit, log_expit
 from glimix_cli.model.glmm import GLMMExpFam, GLMMNormal
 from glimix_cli.model.spa import SPA_Z_CUTOFF, spa_null, spa_pvalues
 from glimix_cli.model.stats import chi2_1_logsf, genomic_inflation
+from glimix_cli.pipeline.kinship import Kinship
+from glimix_cli.pipeline.null import EP_N_INT, fit_null_arrays
 from glimix_cli.pipeline.qc import block_qc
-from glimix_cli.pipeline.run import EP_N_INT, Kinship, fit_null_arrays
-from glimix_cli.simulate import simulate_genotypes, simulate_null_binary, standardised_grm
+from glimix_cli.testing import simulate_genotypes, simulate_null_binary, standardised_grm
 
 ALPHAS = (0.05, 1e-2, 1e-3, 1e-4)
 BLOCK = 4096

@@ -43,7 +43,7 @@ from glimix_cli.model.glmm import GLMMNormal
 from glimix_cli.model.spa import spa_null, spa_pvalues
 from glimix_cli.model.stats import chi2_1_logsf
 from glimix_cli.pipeline.qc import block_qc
-from glimix_cli.simulate import simulate_null_binary
+from glimix_cli.testing import simulate_null_binary
 
 ALPHAS = (0.05, 1e-2, 1e-3, 1e-4)
 

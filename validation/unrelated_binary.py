@@ -50,7 +50,9 @@ from scipy.stats import chi2
 from glimix_cli.io.plink import open_bfile
 from glimix_cli.io.results import BINARY_COLUMNS, COLUMNS
 from glimix_cli.kinship.grm import grm
-from glimix_cli.pipeline.run import Kinship, fit_null_arrays, scan_block, scan_context
+from glimix_cli.pipeline.kinship import Kinship
+from glimix_cli.pipeline.null import fit_null_arrays
+from glimix_cli.pipeline.scan import scan_block, scan_context
 
 ROOT = Path(__file__).resolve().parents[1]
 EUR = ROOT.parent / "shared" / "data" / "EUR_subset"
@@ -203,7 +205,7 @@ def part_power(args) -> dict:
 
 def part_family(args) -> dict:
     from glimix_cli.kinship import kinship_qs
-    from glimix_cli.simulate import simulate_null_binary
+    from glimix_cli.testing import simulate_null_binary
 
     bfile = open_bfile(ROOT / "example_data" / "cohort")
     n = bfile.n_samples

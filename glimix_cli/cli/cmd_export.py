@@ -1,4 +1,4 @@
-"""`glimix export` commands (registered on the shared Typer app)."""
+"""``glimix export-ssf``: GWAS Catalog summary statistics (registered by ``cli.app``)."""
 
 from __future__ import annotations
 
@@ -7,15 +7,17 @@ from typing import Annotated
 
 import typer
 
-from glimix_cli.cli.app import QuietOpt, _run, app
+from glimix_cli.cli.common import QuietOpt, run
+
+EPILOG = ("Example: glimix export-ssf results.tsv.gz --out gwas.tsv.gz --null binary.null.json "
+          "--genome-assembly GRCh38 --ancestry European  (writes gwas.tsv.gz and "
+          "gwas.tsv.gz-meta.yaml; check with `gwas-ssf validate gwas.tsv.gz`)")
 
 
-@app.command(
-    "export-ssf",
-    epilog="Example: glimix export-ssf results.tsv.gz --out gwas.tsv.gz --null binary.null.json "
-    "--genome-assembly GRCh38 --ancestry European  (writes gwas.tsv.gz and "
-    "gwas.tsv.gz-meta.yaml; check with `gwas-ssf validate gwas.tsv.gz`)",
-)
+def register(app: typer.Typer) -> None:
+    app.command("export-ssf", epilog=EPILOG)(export_ssf)
+
+
 def export_ssf(
     results: Annotated[Path, typer.Argument(
         exists=True, dir_okay=False, readable=True,
@@ -53,16 +55,16 @@ def export_ssf(
     from glimix_cli.cli.console import console_err
 
     def go(rep):
-        from glimix_cli.io.ssf import export_ssf as run_export
+        from glimix_cli.pipeline.run import run_export_ssf
 
-        return run_export(
+        return run_export_ssf(
             results, out, null=null, genome_assembly=genome_assembly, trait=trait,
             ancestry=tuple(ancestry or ()),
             genotyping_technology=tuple(genotyping_technology
                                         or ("Genome-wide genotyping array",)),
             allow_missing_autosomes=allow_missing_autosomes)
 
-    info = _run(go, quiet)
+    info = run(go, quiet)
     if quiet:
         return
     c = console_err()

@@ -1,4 +1,4 @@
-"""`glimix plot` and `glimix report` (registered on the shared Typer app).
+"""``glimix plot`` and ``glimix report`` (registered by ``cli.app``).
 
 Both need the optional matplotlib (``pip install 'glimix-cli[plot]'``); it is imported
 inside the commands, so ``glimix --help`` stays instant and works without it.
@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from glimix_cli.cli.app import QuietOpt, _run, app
+from glimix_cli.cli.common import QuietOpt, run
 
 ResultsArg = Annotated[
     Path,
@@ -23,8 +23,17 @@ TitleOpt = Annotated[
 ]
 
 
-@app.command("plot", epilog="Example: glimix plot results.tsv.gz --out results  "
-             "(writes results.manhattan.png and results.qq.png)")
+PLOT_EPILOG = ("Example: glimix plot results.tsv.gz --out results  (writes "
+               "results.manhattan.png and results.qq.png)")
+REPORT_EPILOG = ("Example: glimix fit ... --out run && glimix scan ... --out run.tsv.gz && "
+                 "glimix report run.tsv.gz --null run.null.json --out run.html")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("plot", epilog=PLOT_EPILOG)(plot)
+    app.command("report", epilog=REPORT_EPILOG)(report)
+
+
 def plot(
     results: ResultsArg,
     out: Annotated[Path, typer.Option(
@@ -38,16 +47,11 @@ def plot(
     from glimix_cli.cli.console import console_err
 
     def go(rep):
-        from glimix_cli.io.atomic import check_output
-        from glimix_cli.report.plots import require_matplotlib
-
-        check_output(Path(f"{out}.manhattan.png"), "--out")
-        require_matplotlib("glimix plot")
         from glimix_cli.report.plots import run_plot
 
         return run_plot(results, out, title)
 
-    info = _run(go, quiet)
+    info = run(go, quiet)
     if not quiet:
         c = console_err()
         c.print(f"lambda_GC = {info['lambda_gc']:.4f} over {info['n_ok']:,} variants with "
@@ -56,8 +60,6 @@ def plot(
                 f"{escape(str(info['qq']))}")
 
 
-@app.command("report", epilog="Example: glimix fit ... --out run && glimix scan ... --out "
-             "run.tsv.gz && glimix report run.tsv.gz --null run.null.json --out run.html")
 def report(
     results: ResultsArg,
     out: Annotated[Path, typer.Option("--out", help="HTML page to write (self-contained).")],
@@ -75,16 +77,11 @@ def report(
     from glimix_cli.cli.console import console_err
 
     def go(rep):
-        from glimix_cli.io.atomic import check_output
-        from glimix_cli.report.plots import require_matplotlib
-
-        check_output(out, "--out")
-        require_matplotlib("glimix report")
         from glimix_cli.report.html import run_report
 
         return run_report(results, out, null, top=top, title=title)
 
-    info = _run(go, quiet)
+    info = run(go, quiet)
     if not quiet:
         c = console_err()
         for w in info["warnings"]:

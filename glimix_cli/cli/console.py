@@ -21,7 +21,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from glimix_cli.pipeline.run import Reporter
+from glimix_cli.pipeline.progress import Reporter
+from glimix_cli.registry import BINARY_LIKELIHOODS
 
 _CONSOLE: Console | None = None
 
@@ -135,7 +136,7 @@ def _null_tables(null) -> list[Table]:
     if getattr(null, "v0_lrt", None) is not None:
         par.add_row("LRT of v0 = 0 (chi2, p)", f"{null.v0_lrt:.3g}, {_g(null.v0_p, 3)}")
     par.add_row("v1 (iid latent variance)", _g(null.v1))
-    if null.likelihood not in ("bernoulli", "probit"):  # there v1 is fixed at 0
+    if null.likelihood not in BINARY_LIKELIHOODS:  # there v1 is fixed at 0
         par.add_row("h2 latent = v0/(v0+v1)", _g(null.h2_latent, 3))
     if null.h2_liability is not None:
         par.add_row("h2 liability (link variance added)", _g(null.h2_liability, 3))

@@ -13,6 +13,10 @@ so every column of Z has mean 0 and variance 1 over the analysed samples, and
 
 Variants with ``sd_j == 0`` (monomorphic or all missing among the analysed samples) and
 those with minor allele frequency below ``maf_min`` are skipped and counted.
+
+:func:`standardise` is the one definition of ``Z``; with ``scale="binomial"`` it uses the
+Hardy-Weinberg SD ``sqrt(2 p_j (1 - p_j))``, ``p_j = mean_j / 2``, instead (GCTA's GRM; the
+simulator draws its polygenic effects with it).
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ from glimix_cli.errors import InputError
 from glimix_cli.io.plink import Bfile, block_size_for_budget, iter_blocks
 from glimix_cli.model.linalg import QSType, economic_qs, economic_qs_linear
 
-__all__ = ["GRMResult", "grm", "kinship_qs", "read_kinship_matrix"]
+__all__ = ["GRMResult", "Standardised", "grm", "kinship_qs", "read_kinship_matrix",
+           "standardise"]
 
 Progress = Callable[[int, int], None]
 
@@ -64,6 +69,55 @@ class GRMResult:
     n_imputed: int = 0
 
 
+@dataclass(frozen=True, eq=False)
+class Standardised:
+    """One block of dosages standardised by :func:`standardise`.
+
+    ``Z`` (n, used) holds the used columns; ``use`` marks them among the block's; ``poly``
+    marks the polymorphic ones (before the MAF filter); ``miss`` the missing calls.
+    """
+
+    Z: NDArray[np.float64]
+    use: NDArray[np.bool_]
+    poly: NDArray[np.bool_]
+    miss: NDArray[np.bool_]
+
+
+def standardise(G: NDArray[np.float64], maf_min: float = 0.0,
+                scale: str = "empirical") -> Standardised:
+    """Standardise a block of A1 dosages (NaN = missing) for the GRM, in place.
+
+    Missing calls become the column mean, the mean is subtracted (so they are exactly 0),
+    and each used column is divided by its SD: ``scale="empirical"`` the SD over the
+    samples (ddof 0; used when above 1e-12), ``"binomial"`` ``sqrt(2 p (1 - p))`` with
+    ``p`` half the mean (used when ``0 < p < 1``). Columns with minor allele frequency
+    below ``maf_min`` are not used. ``G`` is overwritten; ``Z`` may be ``G`` itself.
+    """
+    if scale not in ("empirical", "binomial"):
+        raise ValueError(f"scale must be 'empirical' or 'binomial'; got {scale!r}")
+    n = G.shape[0]
+    miss = np.isnan(G)
+    n_obs = n - miss.sum(axis=0)
+    total = np.where(miss, 0.0, G).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = total / n_obs  # NaN when all missing
+    if miss.any():
+        np.copyto(G, np.broadcast_to(np.nan_to_num(mean), G.shape), where=miss)
+    G -= np.nan_to_num(mean)
+    eaf = np.nan_to_num(mean) / 2.0
+    if scale == "empirical":
+        sd = np.sqrt((G * G).mean(axis=0)) if n else np.zeros(G.shape[1])
+        poly = (n_obs > 0) & (sd > 1e-12)
+    else:
+        poly = (n_obs > 0) & (eaf > 0) & (eaf < 1)
+        sd = np.sqrt(2 * eaf * (1 - eaf))
+    maf = np.minimum(eaf, 1.0 - eaf)
+    use = poly & (maf >= maf_min)
+    Z = G[:, use] if not use.all() else G
+    Z /= sd[use]
+    return Standardised(Z, use, poly, miss)
+
+
 @dataclass
 class _Counts:
     used: int = 0
@@ -91,29 +145,14 @@ def _standardised_blocks(
     bs = min(block_size_for_budget(n), 4096) if block_size is None else int(block_size)
     done = 0
     for _, G in iter_blocks(bfile, vidx, bs, sample_index):
-        miss = np.isnan(G)
-        n_obs = n - miss.sum(axis=0)
-        total = np.where(miss, 0.0, G).sum(axis=0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = total / n_obs  # NaN when all missing
-        n_imp = int(miss.sum())
-        if n_imp:
-            np.copyto(G, np.broadcast_to(np.nan_to_num(mean), G.shape), where=miss)
-        G -= np.nan_to_num(mean)
-        sd = np.sqrt((G * G).mean(axis=0)) if n else np.zeros(G.shape[1])
-        poly = (n_obs > 0) & (sd > 1e-12)
-        eaf = np.nan_to_num(mean) / 2.0
-        maf = np.minimum(eaf, 1.0 - eaf)
-        use = poly & (maf >= maf_min)
-        counts.mono += int((~poly).sum())
-        counts.maf += int((poly & ~use).sum())
-        counts.used += int(use.sum())
-        counts.imputed += int(miss[:, use].sum()) if n_imp else 0
+        st = standardise(G, maf_min)
+        counts.mono += int((~st.poly).sum())
+        counts.maf += int((st.poly & ~st.use).sum())
+        counts.used += int(st.use.sum())
+        counts.imputed += int(st.miss[:, st.use].sum())
         done += G.shape[1]
-        if use.any():
-            Z = G[:, use] if not use.all() else G
-            Z /= sd[use]
-            yield np.asfortranarray(Z)
+        if st.use.any():
+            yield np.asfortranarray(st.Z)
         if progress is not None:
             progress(done, vidx.size)
 

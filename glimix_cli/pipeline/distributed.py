@@ -1,7 +1,7 @@
 """Variant blocks on a Dask cluster (``glimix scan --dask-scheduler/--dask-local``).
 
 The client (the machine running ``glimix scan``) loads the inputs, builds the kinship and
-fits the null model once. The :class:`~glimix_cli.pipeline.run.ScanContext` (sample
+fits the null model once. The :class:`~glimix_cli.pipeline.scan.ScanContext` (sample
 index, QC thresholds and the scanner with its whitening factor; no genotypes, no open
 file handle) is scattered once to every worker with ``broadcast=True``. Each task then
 gets only the .bim row numbers of its block, reads those variants straight from the

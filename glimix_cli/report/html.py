@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from glimix_cli.errors import InputError
+from glimix_cli.io.atomic import check_output
 from glimix_cli.io.results import META_SUFFIX, format_pvalues
 from glimix_cli.report import write_bytes_atomic
 from glimix_cli.report.data import GENOME_WIDE, SUGGESTIVE, ScanTable, read_scan_table
@@ -405,6 +406,7 @@ def run_report(results: str | os.PathLike[str], out: str | os.PathLike[str],
     """``glimix report``: read the results (and null JSON), draw the plots, write the page."""
     from glimix_cli.report.plots import plot_table, require_matplotlib
 
+    check_output(Path(out), "--out")  # before anything is read
     require_matplotlib("glimix report")
     rpath = Path(results)
     null = load_null_json(null_path) if null_path is not None else None

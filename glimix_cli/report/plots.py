@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from glimix_cli.errors import GlimixError, InputError
+from glimix_cli.io.atomic import check_output
 from glimix_cli.report import write_bytes_atomic
 from glimix_cli.report.data import (
     GENOME_WIDE,
@@ -151,7 +152,10 @@ def plot_table(table: ScanTable, source: str, title: str = "",
 
 def run_plot(results: str | os.PathLike[str], prefix: str | os.PathLike[str],
              title: str | None = None) -> dict[str, Any]:
-    """``glimix plot``: read a results TSV, write ``PREFIX.manhattan.png`` and ``PREFIX.qq.png``."""
+    """``glimix plot``: read a results TSV, write ``PREFIX.manhattan.png`` and ``PREFIX.qq.png``.
+
+    The output is checked (writable, not a directory) before anything is read."""
+    check_output(Path(f"{prefix}.manhattan.png"), "--out")
     require_matplotlib("glimix plot")
     table = read_scan_table(results, top=0)
     name = Path(results).name if title is None else title

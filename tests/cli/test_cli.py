@@ -282,8 +282,8 @@ def test_model_layer_imports_no_io_or_cli():
 def test_threads_caps_the_blas_pools_before_numpy_loads(ex, tmp_path):
     code = """
 import ctypes, glob, os, sys
-from glimix_cli.cli.app import _limit_threads
-_limit_threads(1)
+from glimix_cli.cli.common import limit_threads
+limit_threads(1)
 import numpy, scipy.linalg
 counts = []
 for pkg in (numpy, scipy):
@@ -392,13 +392,14 @@ def _listing(d: Path) -> list[str]:
 def test_bad_outputs_are_refused_before_any_work(runner, ex, tmp_path, monkeypatch):
     """A directory as --out, a missing directory, an unwritable one: one line, exit 1, no
     file left, and before the genotypes are read (plink2 users meet these daily)."""
+    import glimix_cli.pipeline.kinship as kinship_mod
     import glimix_cli.pipeline.run as run_mod
 
     def no_work(*args, **kwargs):
         raise AssertionError("the output check must come before the inputs are read")
 
     monkeypatch.setattr(run_mod, "load_inputs", no_work)
-    monkeypatch.setattr(run_mod, "open_bfile", no_work)
+    monkeypatch.setattr(kinship_mod, "open_bfile", no_work)
     (tmp_path / "adir").mkdir()
     cases = [
         (["scan", *base(ex), "--out", str(tmp_path / "adir")],

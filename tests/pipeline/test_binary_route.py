@@ -21,18 +21,16 @@ from glimix_cli.io.results import BINARY_COLUMNS, COLUMNS
 from glimix_cli.kinship import kinship_qs
 from glimix_cli.kinship.grm import grm
 from glimix_cli.model import glm
-from glimix_cli.pipeline.run import (
+from glimix_cli.pipeline.kinship import Kinship
+from glimix_cli.pipeline.null import (
     BINARY_MAX_V0,
-    GLM_REFIT_P,
     RELATED_FRACTION,
-    Kinship,
     binary_route,
     fit_null_arrays,
     related_fraction,
-    scan_block,
-    scan_context,
 )
-from glimix_cli.simulate import simulate_null_binary
+from glimix_cli.pipeline.scan import GLM_REFIT_P, scan_block, scan_context
+from glimix_cli.testing import simulate_null_binary
 
 EX = Path(__file__).resolve().parents[2] / "example_data"
 

@@ -64,9 +64,9 @@ def single(tmp_path_factory) -> bytes:
 
 
 def _real_block(ctx, idx):
-    import glimix_cli.pipeline.run as r  # on a worker: the module as installed
+    import glimix_cli.pipeline.scan as s  # on a worker: the module as installed
 
-    return r.scan_block(ctx, idx)
+    return s.scan_block(ctx, idx)
 
 
 def test_local_cluster_gives_the_single_process_bytes(tmp_path, single):

@@ -18,8 +18,10 @@ from glimix_cli.io.results import COLUMNS
 from glimix_cli.kinship import kinship_qs
 from glimix_cli.model.spa import SPA_Z_CUTOFF
 from glimix_cli.model.stats import genomic_inflation
-from glimix_cli.pipeline.run import Kinship, ScanContext, fit_null_arrays, resolve_test, scan_block
-from glimix_cli.simulate import simulate_null_binary
+from glimix_cli.pipeline.kinship import Kinship
+from glimix_cli.pipeline.null import fit_null_arrays
+from glimix_cli.pipeline.scan import ScanContext, resolve_test, scan_block
+from glimix_cli.testing import simulate_null_binary
 
 EX = Path(__file__).resolve().parents[2] / "example_data"
 

@@ -1,4 +1,4 @@
-"""Tests of the cohort and trait simulator (glimix_cli.simulate)."""
+"""Tests of the cohort and trait simulator (glimix_cli.testing)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,8 @@ import itertools
 import numpy as np
 import pytest
 
-from glimix_cli.errors import InputError
 from glimix_cli.model.linalg import economic_qs
-from glimix_cli.simulate import (
+from glimix_cli.testing import (
     effect_for_variance,
     simulate_genotypes,
     simulate_null_binary,
@@ -212,7 +211,7 @@ def test_null_binary_exact_fraction(grm):
 
 def test_conditional_bernoulli_matches_enumeration():
     # n = 4, k = 2: P(subset) is proportional to the product of its odds
-    from glimix_cli.simulate import _conditional_bernoulli
+    from glimix_cli.testing.traits import _conditional_bernoulli
 
     log_odds = np.array([-1.0, 0.0, 0.5, 2.0])
     subsets = list(itertools.combinations(range(4), 2))
@@ -231,16 +230,16 @@ def test_conditional_bernoulli_matches_enumeration():
 
 def test_bad_arguments():
     rng = np.random.default_rng(0)
-    with pytest.raises(InputError, match="family_size"):
+    with pytest.raises(ValueError, match="family_size"):
         simulate_genotypes(2, 2, 10, 1, rng)
-    with pytest.raises(InputError, match="maf_range"):
+    with pytest.raises(ValueError, match="maf_range"):
         simulate_genotypes(2, 3, 10, 1, rng, maf_range=(0.0, 0.5))
     G = np.ones((5, 3))
-    with pytest.raises(InputError, match="out of range"):
+    with pytest.raises(ValueError, match="out of range"):
         simulate_traits(G, None, None, rng, causal=[(3, 1.0)])
-    with pytest.raises(InputError, match="binary_link"):
+    with pytest.raises(ValueError, match="binary_link"):
         simulate_traits(G, None, None, rng, binary_link="cloglog")
-    with pytest.raises(InputError, match="expected \\(5, 5\\)"):
+    with pytest.raises(ValueError, match="expected \\(5, 5\\)"):
         simulate_traits(G, np.eye(4), None, rng)
-    with pytest.raises(InputError, match="no polymorphic variant"):
+    with pytest.raises(ValueError, match="no polymorphic variant"):
         standardised_grm(np.zeros((5, 3)))

@@ -1,0 +1,222 @@
+"""What every command shares: option types, the model-input options (declared once, for
+``fit`` and ``scan``), the thread cap and the run wrapper that turns errors into one line.
+
+Imports nothing heavy: numpy and the pipeline load inside the commands, after
+``--threads`` has set the BLAS environment.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import MISSING, dataclass, fields
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from glimix_cli.registry import LIKELIHOODS, TESTS
+
+#: ``--likelihood`` choices, from the registry (a str-Enum, as Typer wants).
+Likelihood = enum.Enum("Likelihood", {name: name for name in LIKELIHOODS}, type=str)
+#: ``--test`` choices, from the registry.
+ScanTest = enum.Enum("ScanTest", {name: name for name in TESTS}, type=str)
+
+# -- shared option types --------------------------------------------------------------------
+BfileOpt = Annotated[
+    Path,
+    typer.Option("--bfile", help="PLINK 1 binary fileset: PREFIX (or PREFIX.bed/.bim/.fam)."),
+]
+PhenoOpt = Annotated[
+    Path,
+    typer.Option("--pheno", exists=True, dir_okay=False,
+                 help="Phenotype table with a header, keyed by FID IID (or IID)."),
+]
+PhenoNameOpt = Annotated[
+    str | None,
+    typer.Option("--pheno-name", help="Trait column (default: the table's only data column)."),
+]
+LikOpt = Annotated[
+    Likelihood, typer.Option("--likelihood", "-l", help="Observation model of the trait.")
+]
+TrialsOpt = Annotated[
+    str | None, typer.Option("--trials-name", help="Column with binomial trial counts.")
+]
+CovarOpt = Annotated[
+    Path | None,
+    typer.Option("--covar", exists=True, dir_okay=False, help="Covariate table (FID IID ...)."),
+]
+CovarNameOpt = Annotated[
+    list[str] | None,
+    typer.Option("--covar-name", help="Covariate column (repeat; default all columns)."),
+]
+CovarCatOpt = Annotated[
+    list[str] | None,
+    typer.Option("--covar-cat", help="Treat this covariate as categorical (repeat)."),
+]
+MissingOpt = Annotated[
+    list[str] | None,
+    typer.Option("--missing-code",
+                 help="Token read as missing in tables (repeat), in addition to the "
+                 "defaults NA nan NaN '' -9."),
+]
+KinshipOpt = Annotated[
+    Path | None,
+    typer.Option("--kinship", exists=True, dir_okay=False,
+                 help="Precomputed kinship matrix (GEMMA .cXX.txt or with an ID header)."),
+]
+KinshipCacheOpt = Annotated[
+    Path | None,
+    typer.Option("--kinship-cache",
+                 help="Kinship cache (.npz) from `glimix kinship`; used when it exists."),
+]
+KinExtractOpt = Annotated[
+    Path | None,
+    typer.Option("--kinship-extract", exists=True, dir_okay=False,
+                 help="Variant ids to build the GRM from (default: all)."),
+]
+KinMafOpt = Annotated[float, typer.Option("--kinship-maf", min=0.0, max=0.5,
+                                          help="MAF floor for GRM variants.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary.")]
+ThreadsOpt = Annotated[
+    int | None,
+    typer.Option("--threads", min=1,
+                 help="Threads for the linear algebra (BLAS/OpenMP). Default: the library's "
+                      "choice, usually every core this process may use. Set it to your job's "
+                      "CPU allocation when several jobs share a node."),
+]
+
+
+# -- the model-input options of fit and scan --------------------------------------------------
+@dataclass(frozen=True)
+class InputOptions:
+    """The model-input options as given (``fit`` and ``scan`` share them)."""
+
+    bfile: BfileOpt
+    pheno: PhenoOpt
+    pheno_name: PhenoNameOpt = None
+    likelihood: LikOpt = Likelihood.normal
+    trials_name: TrialsOpt = None
+    covar: CovarOpt = None
+    covar_name: CovarNameOpt = None
+    covar_cat: CovarCatOpt = None
+    missing_code: MissingOpt = None
+    kinship: KinshipOpt = None
+    kinship_cache: KinshipCacheOpt = None
+    kinship_extract: KinExtractOpt = None
+    kinship_maf: KinMafOpt = 0.0
+
+
+def input_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Give a command the options of :class:`InputOptions`, in place of its ``inputs``
+    parameter; the command receives them as one ``InputOptions``."""
+    hints = inspect.get_annotations(InputOptions, eval_str=True)
+    given = [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, annotation=hints[f.name],
+                               default=(inspect.Parameter.empty if f.default is MISSING
+                                        else f.default))
+             for f in fields(InputOptions)]
+    own = inspect.signature(fn, eval_str=True).parameters
+    if "inputs" not in own:
+        raise TypeError(f"{fn.__name__}: @input_options needs an 'inputs' parameter")
+    params: list[inspect.Parameter] = []
+    for name, p in own.items():
+        if name == "inputs":
+            params += given
+        else:
+            params.append(p.replace(kind=inspect.Parameter.KEYWORD_ONLY))
+    # required options first, as Python wants them before the defaulted ones
+    params.sort(key=lambda p: p.default is not inspect.Parameter.empty)
+    names = {f.name for f in fields(InputOptions)}
+
+    @functools.wraps(fn)
+    def command(**kwargs: Any) -> Any:
+        opts = InputOptions(**{k: kwargs.pop(k) for k in names})
+        return fn(inputs=opts, **kwargs)
+
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    return command
+
+
+def input_config(o: InputOptions) -> Any:
+    """The pipeline's ``InputConfig`` of the options (call after :func:`limit_threads`:
+    this imports numpy)."""
+    from glimix_cli.pipeline.config import DEFAULT_MISSING, InputConfig
+
+    if o.kinship is not None and o.kinship_cache is not None:
+        usage("--kinship and --kinship-cache are alternatives: give one")
+    # as plink2's --input-missing-phenotype adds a code: the defaults stay missing
+    missing = tuple(dict.fromkeys([*DEFAULT_MISSING, *(o.missing_code or [])]))
+    pheno_name = o.pheno_name
+    if pheno_name is None:
+        from glimix_cli.pipeline.inputs import sole_trait_column
+
+        other = [o.trials_name] if o.trials_name else []
+        hint = ""
+        if o.covar is not None and Path(o.covar).resolve() == Path(o.pheno).resolve():
+            other += [*(o.covar_name or ()), *(o.covar_cat or ())]  # one table for both
+            hint = " (or name the covariates with --covar-name / --covar-cat)"
+        pheno_name = run(lambda rep: sole_trait_column(o.pheno, other, missing, hint), True)
+    return InputConfig(
+        bfile=o.bfile, pheno=o.pheno, pheno_name=pheno_name, likelihood=o.likelihood.value,
+        trials_name=o.trials_name, covar=o.covar, covar_names=tuple(o.covar_name or ()),
+        covar_cat=tuple(o.covar_cat or ()), missing_codes=missing, kinship=o.kinship,
+        kinship_cache=o.kinship_cache, kinship_extract=o.kinship_extract,
+        kinship_maf=o.kinship_maf,
+    )
+
+
+# -- threads, usage errors, the run wrapper ---------------------------------------------------
+#: Environment variables read by the BLAS/OpenMP libraries numpy and scipy may load.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                    "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+def limit_threads(threads: int | None) -> None:
+    """Cap the BLAS/OpenMP thread pools at ``threads``.
+
+    The libraries read their thread count from the environment once, when they load; the
+    commands import numpy only after this runs, so setting the variables is enough (and
+    covers numpy's and scipy's separate OpenBLAS copies). In a process that has loaded
+    numpy already (an in-process caller), it is too late: say so instead.
+    """
+    if threads is None:
+        return
+    import os
+    import sys
+
+    if "numpy" in sys.modules:
+        from glimix_cli.cli.console import console_err
+
+        console_err().print("[yellow]warning:[/] --threads has no effect here: numpy was "
+                            "loaded before the option was read (run glimix as a command)")
+        return  # (the environment is left alone: it would only reach child processes)
+    for name in THREAD_VARIABLES:
+        os.environ[name] = str(threads)
+
+
+def usage(message: str) -> None:
+    """A usage error: one red line, exit code 2 (as Click's own)."""
+    from glimix_cli.cli.console import error
+
+    error(message)
+    raise typer.Exit(2)
+
+
+def run(fn: Callable[[Any], Any], quiet: bool) -> Any:
+    """Call ``fn(reporter)``; turn glimix errors into one red line and exit code 1."""
+    from glimix_cli.cli.console import RichReporter, error
+    from glimix_cli.errors import GlimixError
+
+    rep = RichReporter(quiet=quiet)
+    try:
+        with rep:
+            return fn(rep)
+    except GlimixError as exc:
+        error(str(exc))
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        error("interrupted - no output was finalised (an interrupted scan continues from "
+              "its finished blocks: rerun the same command with --resume)")
+        raise typer.Exit(130) from None

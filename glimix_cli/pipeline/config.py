@@ -1,0 +1,57 @@
+"""What a run was asked to do: the validated options of ``fit`` and ``scan``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from glimix_cli.io.tables import DEFAULT_MISSING
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    """The inputs of a model: genotypes, trait, covariates and kinship options."""
+
+    bfile: Path
+    pheno: Path
+    pheno_name: str
+    likelihood: str = "normal"
+    trials_name: str | None = None
+    covar: Path | None = None
+    covar_names: tuple[str, ...] = ()
+    covar_cat: tuple[str, ...] = ()
+    missing_codes: tuple[str, ...] = DEFAULT_MISSING
+    kinship: Path | None = None  # precomputed matrix (text)
+    kinship_cache: Path | None = None  # .npz from `glimix kinship`
+    kinship_extract: Path | None = None
+    kinship_maf: float = 0.0
+
+
+@dataclass(frozen=True)
+class ScanConfig:
+    """Which variants a scan tests, how, and where its blocks run."""
+
+    chrom: str | None = None
+    from_bp: int | None = None
+    to_bp: int | None = None
+    extract: Path | None = None
+    maf: float = 0.0
+    mac: float = 5.0
+    max_missing: float = 1.0
+    chunk: tuple[int, int] = (1, 1)
+    block_size: int | None = None
+    null: Path | None = None
+    #: p-value test: "auto" (saddlepoint for bernoulli/probit, else surrogate), "spa",
+    #: "surrogate" (see pipeline.scan.resolve_test)
+    test: str = "auto"
+    #: continue OUT.partial of an interrupted run of the same scan (see pipeline/resume.py)
+    resume: bool = False
+    #: Dask: scheduler address, scheduler file, or N local worker processes (at most one)
+    dask_scheduler: str | None = None
+    dask_scheduler_file: Path | None = None
+    dask_local: int | None = None
+
+    @property
+    def uses_dask(self) -> bool:
+        return (self.dask_scheduler is not None or self.dask_scheduler_file is not None
+                or self.dask_local is not None)
