@@ -26,6 +26,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from glimix_cli.errors import ConvergenceError
+from glimix_cli.model.covariance import BlockCore, BlockPrior, DensePrior
 from glimix_cli.model.gaussian import DenseCore
 from glimix_cli.model.likelihoods import Likelihood
 
@@ -47,11 +48,15 @@ class EPDiagnostics:
     skipped_sites: int  # site updates skipped because the cavity variance was not positive
 
 
+Core = DenseCore | BlockCore
+Prior = DensePrior | BlockPrior
+
+
 @dataclass
 class EPState:
     eta: F
     tau: F
-    core: DenseCore
+    core: Core
     post_mean: F
     lml: float
     diagnostics: EPDiagnostics
@@ -61,7 +66,7 @@ class EPState:
     beta: F | None = None
 
 
-def gls_beta(core: DenseCore, X: F, eta: F, tau: F) -> F:
+def gls_beta(core: Core, X: F, eta: F, tau: F) -> F:
     """``beta`` maximising ``log N(mu~ | X beta, Sigma + T^-1)`` for fixed sites:
     ``(X^T C^-1 X)^-1 X^T C^-1 mu~`` with ``C^-1 = T^1/2 B^-1 T^1/2`` (sites with
     ``tau = 0`` carry no weight)."""
@@ -76,13 +81,13 @@ def gls_beta(core: DenseCore, X: F, eta: F, tau: F) -> F:
     return np.linalg.lstsq(A, XtC @ sol[:, -1], rcond=None)[0]
 
 
-def _posterior(Sigma: F, mean: F, eta: F, tau: F) -> tuple[DenseCore, F]:
-    core = DenseCore(Sigma, tau)
+def _posterior(prior: Prior, mean: F, eta: F, tau: F) -> tuple[Core, F]:
+    core = prior.core(tau)
     mu = mean + core.posterior_apply(eta - tau * mean)
     return core, mu
 
 
-def ep_lml(core: DenseCore, mean: F, eta: F, tau: F, cav_mean: F, cav_var: F, log_zhat: F
+def ep_lml(core: Core, mean: F, eta: F, tau: F, cav_mean: F, cav_var: F, log_zhat: F
            ) -> float:
     """EP log marginal likelihood from converged sites and their cavities (formula above)."""
     pos = tau > 0
@@ -124,7 +129,7 @@ def site_update(tm, cav_mean: F, cav_var: F, cav_tau: F, cav_eta: F) -> tuple[F,
 def run_ep(
     lik: Likelihood,
     mean: F,
-    Sigma: F,
+    prior: F | Prior,
     eta: F | None,
     tau: F | None,
     *,
@@ -144,19 +149,24 @@ def run_ep(
     At convergence the sites are EP's for that mean and ``beta`` is GLS on them, so the EP
     marginal likelihood is stationary in ``beta`` (its gradient in ``beta`` is the GLS
     normal equations): the result is the likelihood profiled over ``beta``.
+
+    ``prior`` is the prior covariance ``Sigma`` as a dense array, or a structured prior
+    (:mod:`glimix_cli.model.covariance`) that factorises ``B`` its own way.
     """
+    if isinstance(prior, np.ndarray):
+        prior = DensePrior(prior)
     n = mean.shape[0]
     eta = np.zeros(n) if eta is None else eta.copy()
     tau = np.zeros(n) if tau is None else tau.copy()
     beta = None
     mean = mean.copy()
     if profile_X is not None and np.any(tau > 0):
-        core = DenseCore(Sigma, tau)
+        core = prior.core(tau)
         beta = gls_beta(core, profile_X, eta, tau)
         mean = profile_X @ beta
         mu = mean + core.posterior_apply(eta - tau * mean)
     else:
-        core, mu = _posterior(Sigma, mean, eta, tau)
+        core, mu = _posterior(prior, mean, eta, tau)
     rho = 1.0
     prev_step = np.inf
     step = np.inf
@@ -171,7 +181,7 @@ def run_ep(
             # keep the old site where the cavity is improper (rounding at huge tau, or a
             # posterior variance that rounded to zero); those tilted moments are computed
             # on the prior marginal only to keep the vectorised call valid, then discarded
-            prior_var = np.diag(Sigma)
+            prior_var = prior.diag()
             cav_tau = np.where(ok, cav_tau, 1.0 / np.maximum(prior_var, 1e-300))
             cav_eta = np.where(ok, cav_eta, mean * cav_tau)
         cav_var = 1.0 / cav_tau
@@ -195,12 +205,12 @@ def run_ep(
         tau = tau + rho * (new_tau - tau)
         eta = eta + rho * (new_eta - eta)
         if profile_X is not None:
-            core = DenseCore(Sigma, tau)
+            core = prior.core(tau)
             beta = gls_beta(core, profile_X, eta, tau)
             mean = profile_X @ beta
             mu = mean + core.posterior_apply(eta - tau * mean)
         else:
-            core, mu = _posterior(Sigma, mean, eta, tau)
+            core, mu = _posterior(prior, mean, eta, tau)
     raise ConvergenceError(
         f"EP did not converge in {max_sweeps} sweeps (last largest site change {step:.3g} "
         f"in units of atol + rtol*|value|, damping {rho:g}); loosen rtol/atol or check the "

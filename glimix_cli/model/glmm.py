@@ -26,7 +26,6 @@ from numpy.typing import ArrayLike, NDArray
 
 from glimix_cli.errors import ConvergenceError
 from glimix_cli.model.ep import EPDiagnostics, EPState, run_ep
-from glimix_cli.model.gaussian import DenseCore
 from glimix_cli.model.glmm_base import DELTA_BOUNDS, SCALE_BOUNDS, FitInfo, _GLMMBase
 from glimix_cli.model.likelihoods import Likelihood, make_likelihood
 from glimix_cli.model.linalg import QSType
@@ -125,13 +124,12 @@ class GLMMExpFam(_GLMMBase):
             kw = {"rtol": self._rtol, "atol": self._atol, "n_int": self._n_int,
                   "profile_X": self._X if self._profile_beta else None}
             try:
-                self._state = run_ep(self._lik, self.mean(), self.covariance(), eta, tau, **kw)
+                self._state = run_ep(self._lik, self.mean(), self._prior(), eta, tau, **kw)
             except ConvergenceError:
                 if eta is None:
                     raise
                 # a warm start from far-away parameters can oscillate: retry cold
-                self._state = run_ep(self._lik, self.mean(), self.covariance(), None, None,
-                                     **kw)
+                self._state = run_ep(self._lik, self.mean(), self._prior(), None, None, **kw)
             if self._state.beta is not None:
                 self._beta = self._state.beta.copy()
             self._ep_sweeps_total += self._state.diagnostics.sweeps
@@ -212,7 +210,7 @@ class GLMMExpFam(_GLMMBase):
     def to_normal(self) -> GLMMNormal:
         """The heterogeneous-Normal model on the EP sites, with this model's parameters."""
         st = self._ep()
-        g = GLMMNormal(st.eta, st.tau, self._X, K=self._K)
+        g = GLMMNormal(st.eta, st.tau, self._X, _kin=self._kin)
         g._QS = self._QS
         g._beta = self._beta.copy()
         g._scale = self._scale
@@ -228,17 +226,18 @@ class GLMMNormal(_GLMMBase):
     """
 
     def __init__(self, eta: ArrayLike, tau: ArrayLike, X: ArrayLike,
-                 QS: QSType | None = None, *, K: ArrayLike | None = None):
+                 QS: QSType | None = None, *, K: ArrayLike | None = None, _kin=None):
         eta = np.asarray(eta, dtype=np.float64).ravel()
         tau = np.asarray(tau, dtype=np.float64).ravel()
         if eta.shape != tau.shape:
             raise ValueError("eta and tau must have the same shape")
         if not (np.all(np.isfinite(eta)) and np.all(np.isfinite(tau)) and np.all(tau > 0)):
             raise ValueError("GLMMNormal needs finite eta and strictly positive tau")
-        super().__init__(eta.shape[0], X, QS, K)
+        # _kin: to_normal shares the EP model's kinship structure
+        super().__init__(eta.shape[0], X, QS, K, kin=_kin)
         self._eta = eta
         self._tau = tau
-        self._core: DenseCore | None = None
+        self._core = None
 
     @property
     def eta(self) -> F:
@@ -251,9 +250,9 @@ class GLMMNormal(_GLMMBase):
     def _changed(self) -> None:
         self._core = None
 
-    def _get_core(self) -> DenseCore:
+    def _get_core(self):
         if self._core is None:
-            self._core = DenseCore(self.covariance(), self._tau)
+            self._core = self._prior().core(self._tau)
         return self._core
 
     def _resid(self) -> F:
@@ -313,7 +312,7 @@ class GLMMNormal(_GLMMBase):
         """
         from glimix_cli.model.scanner import FastScanner
 
-        return FastScanner.from_covariance(self._eta / self._tau, self._X, self._site_cov())
+        return FastScanner.from_whitener(self._eta / self._tau, self._X, self._site_whitener())
 
     def get_fixed_scale_scanner(self):
         """Scanner of ``mu~`` with the covariance ``v0 K + v1 I + T^-1`` held fixed, scale 1.
@@ -327,13 +326,12 @@ class GLMMNormal(_GLMMBase):
         """
         from glimix_cli.model.scanner import FastScanner
 
-        return FastScanner.from_covariance(self._eta / self._tau, self._X, self._site_cov(),
-                                           fixed_scale=1.0)
+        return FastScanner.from_whitener(self._eta / self._tau, self._X, self._site_whitener(),
+                                         fixed_scale=1.0)
 
-    def _site_cov(self) -> F:
-        C = self.covariance()
-        C[np.diag_indices(self._n)] += 1.0 / self._tau
-        return C
+    def _site_whitener(self):
+        """Whitening by ``v0 K + v1 I + T^-1`` in K's structure."""
+        return self._kin.whitener(self.v0, self.v1, 1.0 / self._tau)
 
     def posteriori_mean(self) -> F:
         """Mean of the latent ``z`` given ``mu~`` (Gaussian conditioning)."""

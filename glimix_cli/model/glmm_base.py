@@ -15,8 +15,8 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import minimize
 
 from glimix_cli.errors import ConvergenceError
-from glimix_cli.model.gaussian import DenseCore
-from glimix_cli.model.linalg import QSType, check_qs, kinship_from_qs
+from glimix_cli.model.covariance import as_kinship
+from glimix_cli.model.linalg import QSType, check_qs
 
 F = NDArray[np.float64]
 #: ``fit(verbose=True)`` logs here; the name is the public module's, as documented.
@@ -43,7 +43,8 @@ class FitInfo:
 
 
 class _GLMMBase:
-    def __init__(self, n: int, X: ArrayLike, QS: QSType | None, K: ArrayLike | None = None):
+    def __init__(self, n: int, X: ArrayLike, QS: QSType | None, K: ArrayLike | None = None,
+                 kin=None):
         X = np.asarray(X, dtype=np.float64)
         if X.ndim == 1:
             X = X[:, None]
@@ -52,17 +53,10 @@ class _GLMMBase:
         if not np.all(np.isfinite(X)):
             raise ValueError("X contains NaN or infinite values")
         self._X = X
-        if K is not None:
-            if QS is not None:
-                raise ValueError("give either QS or K, not both")
-            K = np.asarray(K, dtype=np.float64)
-            if K.shape != (n, n) or not np.all(np.isfinite(K)):
-                raise ValueError(f"K must be a finite ({n}, {n}) matrix")
-            self._QS = None
-            self._K = K
-        else:
-            self._QS = check_qs(QS, n)
-            self._K = kinship_from_qs(self._QS, n)
+        self._QS = check_qs(QS, n) if K is None else None
+        #: the kinship's structure (dense, or block-diagonal for a sparse K): what EP,
+        #: the gradients and the scanners need from it (model/covariance.py)
+        self._kin = as_kinship(n, self._QS, K) if kin is None else kin
         self._n = n
         self._beta = np.zeros(X.shape[1])
         self._scale = 1.0
@@ -147,19 +141,22 @@ class _GLMMBase:
         return self._X @ self._beta
 
     def covariance(self) -> F:
-        """Prior covariance of the latent: ``v0 K + v1 I``."""
-        S = self.v0 * self._K
-        S[np.diag_indices(self._n)] += self.v1
-        return S
+        """Prior covariance of the latent: ``v0 K + v1 I`` (n x n; a ``scipy.sparse``
+        matrix when K was given sparse)."""
+        return self._kin.covariance(self.v0, self.v1)
+
+    def _prior(self):
+        """The prior covariance in K's structure (model/covariance.py)."""
+        return self._kin.prior(self.v0, self.v1)
 
     # -- gradient shared by both models ---------------------------------------------------
-    def _grad_from_core(self, core: DenseCore, resid_site: F) -> dict[str, F | float]:
+    def _grad_from_core(self, core, resid_site: F) -> dict[str, F | float]:
         """Gradient of ``log N(mu~ | m, Sigma + T^-1)`` in beta, scale, delta.
 
         ``resid_site = (eta - tau m) / sqrt(tau)``, i.e. ``T^1/2 (mu~ - m)``.
         """
         a = core.sq * core.solve_B(resid_site)  # C^-1 (mu~ - m)
-        Ka = self._K @ a
+        Ka = self._kin.matvec(a)
         v0, v1, s = self.v0, self.v1, self._scale
         tr_c = core.tr_Cinv()
         tr_cs = core.tr_Cinv_Sigma()
@@ -168,9 +165,9 @@ class _GLMMBase:
         elif v0 > 0:
             # (tr_cs - v1 tr_c) / v0 cancels as v0 -> 0 (22% off at delta = 1 - 1e-14):
             # near that bound compute tr(C^-1 K) directly (n^3, only there)
-            tr_ck = core.tr_Cinv_M(self._K)
+            tr_ck = self._kin.tr_Cinv_K(core)
         else:
-            tr_ck = float(np.sum(core.tau * np.diag(self._K) / (1.0 + v1 * core.tau)))
+            tr_ck = float(np.sum(core.tau * self._kin.diag() / (1.0 + v1 * core.tau)))
         d_v0 = 0.5 * float(a @ Ka) - 0.5 * tr_ck
         d_v1 = 0.5 * float(a @ a) - 0.5 * tr_c
         return {

@@ -22,6 +22,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import minimize_scalar
 
+from glimix_cli.model.covariance import BlockKinship
 from glimix_cli.model.linalg import QSType, check_qs
 
 F = NDArray[np.float64]
@@ -44,7 +45,7 @@ class LMM:
     """
 
     def __init__(self, y: ArrayLike, X: ArrayLike, QS: QSType | None = None,
-                 restricted: bool = False):
+                 restricted: bool = False, *, K=None):
         y = np.asarray(y, dtype=np.float64).ravel()
         n = y.shape[0]
         X = np.asarray(X, dtype=np.float64)
@@ -56,16 +57,28 @@ class LMM:
             raise ValueError("y and X must be finite")
         self._y, self._X, self._n, self._p = y, X, n, X.shape[1]
         self._restricted = bool(restricted)
-        QS = check_qs(QS, n)
-        if QS is None:
-            self._Q0 = np.empty((n, 0))
-            self._S0 = np.empty(0)
+        self._kin = None
+        if K is not None:
+            # a sparse K: its families' eigendecompositions, block by block (never n x n)
+            if QS is not None:
+                raise ValueError("give either QS or K, not both")
+            self._kin = BlockKinship(K)
+            if self._kin.n != n:
+                raise ValueError(f"K must be a ({n}, {n}) matrix; got {K.shape}")
+            self._Q0 = None
+            self._S0, self._ty, self._tX = self._kin.rotate(y, X)
         else:
-            (self._Q0, _), self._S0 = QS
+            QS = check_qs(QS, n)
+            if QS is None:
+                self._Q0 = np.empty((n, 0))
+                self._S0 = np.empty(0)
+            else:
+                (self._Q0, _), self._S0 = QS
+            # rotated data: Q0^T y, Q0^T X
+            self._ty = self._Q0.T @ y
+            self._tX = self._Q0.T @ X
         self._k = self._S0.shape[0]
-        # rotated data: Q0^T y, Q0^T X and the complement's Gram blocks
-        self._ty = self._Q0.T @ y
-        self._tX = self._Q0.T @ X
+        # and the complement's Gram blocks
         self._yy_c = float(y @ y - self._ty @ self._ty)
         self._Xy_c = X.T @ y - self._tX.T @ self._ty
         self._XX_c = X.T @ X - self._tX.T @ self._tX
@@ -193,6 +206,9 @@ class LMM:
         return name == "delta" and self._fixed_delta
 
     def covariance(self) -> F:
+        """``scale ((1 - delta) K + delta I)`` (n x n; ``scipy.sparse`` for a sparse K)."""
+        if self._kin is not None:
+            return self._kin.covariance(self.v0, self.v1)
         K = (self._Q0 * self._S0) @ self._Q0.T
         return self._scale * ((1 - self._delta) * K + self._delta * np.eye(self._n))
 
@@ -203,6 +219,9 @@ class LMM:
         """Scanner with the covariance shape ``(1 - delta) K + delta I`` fixed."""
         from glimix_cli.model.scanner import FastScanner
 
+        if self._kin is not None:
+            w = self._kin.whitener(1.0 - self._delta, self._delta)
+            return FastScanner.from_whitener(self._y, self._X, w)
         C = (self._Q0 * ((1 - self._delta) * self._S0)) @ self._Q0.T
         C[np.diag_indices(self._n)] += self._delta
         return FastScanner.from_covariance(self._y, self._X, C)

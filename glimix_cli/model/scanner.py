@@ -29,10 +29,12 @@ reports): ``se(alpha) = sqrt(Q1 / ((n - p - 1) e))``. The ``scale`` returned is 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.linalg import blas, lapack
 
+from glimix_cli.model.covariance import DenseWhitener
 from glimix_cli.model.linalg import QSType, check_qs, kinship_from_qs
 
 F = NDArray[np.float64]
@@ -61,7 +63,7 @@ class FastScanner:
         QS = check_qs(QS, n)
         C = kinship_from_qs(QS, n)
         C[np.diag_indices(n)] += float(v)
-        self._setup(y, X, C)
+        self._setup(y, X, _dense_whitener(C, n))
 
     @classmethod
     def from_covariance(cls, y: ArrayLike, X: ArrayLike, C: ArrayLike,
@@ -71,12 +73,22 @@ class FastScanner:
         ``fixed_scale=None`` estimates the scale s of ``s C`` (per candidate, by ML); a
         number fixes it.
         """
+        y = np.asarray(y, dtype=np.float64).ravel()
+        return cls.from_whitener(y, X, _dense_whitener(np.asarray(C, dtype=np.float64),
+                                                       y.shape[0]), fixed_scale)
+
+    @classmethod
+    def from_whitener(cls, y: ArrayLike, X: ArrayLike, whitener: Any,
+                      fixed_scale: float | None = None) -> FastScanner:
+        """Scanner for a covariance known through its whitening: ``whitener.whiten(M)``
+        returns ``W M`` with ``W^T W = C^-1`` and ``whitener.logdet`` is ``log|C|`` (a
+        structured kinship's, :mod:`glimix_cli.model.covariance`)."""
         self = cls.__new__(cls)
-        self._setup(np.asarray(y, dtype=np.float64).ravel(), X, np.asarray(C, dtype=np.float64),
-                    fixed_scale)
+        self._setup(np.asarray(y, dtype=np.float64).ravel(), X, whitener, fixed_scale)
         return self
 
-    def _setup(self, y: F, X: ArrayLike, C: F, fixed_scale: float | None = None) -> None:
+    def _setup(self, y: F, X: ArrayLike, whitener: Any, fixed_scale: float | None = None
+               ) -> None:
         if fixed_scale is not None and not fixed_scale > 0:
             raise ValueError("fixed_scale must be positive")
         self._fixed = None if fixed_scale is None else float(fixed_scale)
@@ -84,17 +96,13 @@ class FastScanner:
         X = np.asarray(X, dtype=np.float64)
         if X.ndim == 1:
             X = X[:, None]
-        if X.shape[0] != n or C.shape != (n, n):
+        if X.shape[0] != n:
             raise ValueError("y, X and the covariance must agree on the number of samples")
-        if not (np.all(np.isfinite(y)) and np.all(np.isfinite(X)) and np.all(np.isfinite(C))):
+        if not (np.all(np.isfinite(y)) and np.all(np.isfinite(X))):
             raise ValueError("y, X and the covariance must be finite")
-        L, info = lapack.dpotrf(np.asfortranarray(C), lower=1, clean=1)
-        if info != 0:
-            raise ValueError("the scan covariance is singular (K is not full rank and v = 0); "
-                             "use v > 0 or a full-rank kinship")
-        self._L = np.asfortranarray(L)
+        self._whitener = whitener
         self._n = n
-        self._logdetC = 2.0 * float(np.sum(np.log(np.diag(L))))
+        self._logdetC = float(whitener.logdet)
         self._y = self.whiten(y[:, None])[:, 0]
         self._X = self.whiten(X)
         A = self._X.T @ self._X
@@ -106,11 +114,12 @@ class FastScanner:
         self._p = X.shape[1]
 
     def whiten(self, M: ArrayLike) -> F:
-        """``L^-1 M`` for a block ``M`` of shape (n, b), by one BLAS triangular solve."""
+        """``W M`` (``W^T W = C^-1``) for a block ``M`` of shape (n, b): for a dense ``C``
+        ``L^-1 M`` by one BLAS triangular solve, ``C = L L^T``."""
         M = np.asarray(M, dtype=np.float64)
         if M.ndim == 1:
             M = M[:, None]
-        return blas.dtrsm(1.0, self._L, np.asfortranarray(M), lower=1)
+        return self._whitener.whiten(M)
 
     # -- null model -----------------------------------------------------------------------
     @property
@@ -243,3 +252,11 @@ class FastScanner:
             "effsizes1_se": se[p:],
             "scale": s1,
         }
+
+
+def _dense_whitener(C: F, n: int) -> DenseWhitener:
+    if C.shape != (n, n):
+        raise ValueError("y, X and the covariance must agree on the number of samples")
+    if not np.all(np.isfinite(C)):
+        raise ValueError("y, X and the covariance must be finite")
+    return DenseWhitener(C)

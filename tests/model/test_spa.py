@@ -313,3 +313,23 @@ def test_a_variant_gets_the_same_pvalue_alone_or_in_a_batch(conditional):
         same = np.isclose(alone, batch, rtol=1e-9) | (np.isnan(alone) & np.isnan(batch))
         n_bad += int((~same).sum())
     assert n_bad == 0
+
+
+def test_conditional_max_is_the_best_allocation_of_the_successes():
+    """The largest ``sum a_i Y_i`` given ``sum Y_i = n_obs``: brute force over every
+    allocation on a tiny problem, for 0/1 outcomes (partial sort) and binomial trials."""
+    import itertools
+    from types import SimpleNamespace
+
+    from glimix_cli.model.spa import _conditional_max
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(7, 3))
+    for trials in (np.ones(7), np.array([1.0, 2, 1, 3, 1, 2, 1])):
+        for n_obs in (1, 3, 5):
+            null = SimpleNamespace(conditional=(float(n_obs),), trials=trials)
+            best = np.full(3, -np.inf)
+            for ys in itertools.product(*[range(int(m) + 1) for m in trials]):
+                if sum(ys) == n_obs:
+                    best = np.maximum(best, np.asarray(ys) @ a)
+            assert np.allclose(_conditional_max(null, a), best, rtol=1e-12)
