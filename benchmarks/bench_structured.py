@@ -1,5 +1,6 @@
 """Structured kinships at biobank n: the Bernoulli EP null fit and the surrogate +
-saddlepoint scan on a sparse family kinship (issue 15).
+saddlepoint scan on a sparse family kinship, and the fit and scan on a low-rank kinship
+(issue 15).
 
 The cohort: n samples, 20% in nuclear families of four (two unrelated parents, two
 children: parent-child and sib GRM 0.5), 10% in sib pairs (0.5), the rest unrelated; a
@@ -8,6 +9,11 @@ liability with kinship variance v0 = 0.5 and two covariates. Everything in memor
 times the engine; PLINK reading and the CLI wiring are issue 16's).
 
     python benchmarks/bench_structured.py --n 100000 --variants 100000 --reps 3
+    python benchmarks/bench_structured.py --structure lowrank --n 50000 --rank 2000 --reps 1
+
+Low rank: ``K = G G^T / r`` for a standardised G (n x r, the seed's ``z = X beta + G u``),
+its ``QS`` by ``economic_qs_linear`` (timed separately), a 0/1 trait with 10% cases; the
+scan reports the whitening cost per variant against a dgemm of the same flop count.
 
 Each measurement runs in a fresh child process, so its peak RSS is its own
 (``resource.getrusage(RUSAGE_CHILDREN)`` after it exits). BLAS threads are pinned to the
@@ -133,8 +139,82 @@ def scan_task(n: int, m_variants: int, block: int = 500, pool: int = 1000) -> di
             "p_below_1e-3": small}
 
 
+def low_rank_cohort(n: int, r: int, seed: int = 4):
+    import numpy as np
+    from scipy.special import expit
+
+    from glimix_cli.model.linalg import economic_qs_linear
+
+    rng = np.random.default_rng(seed)
+    G = rng.normal(size=(n, r))
+    G -= G.mean(axis=0)
+    G /= G.std(axis=0)
+    G /= np.sqrt(r)
+    t0 = time.perf_counter()
+    QS = economic_qs_linear(G, return_q1=False)  # Q1 would be n x (n - r)
+    qs_secs = time.perf_counter() - t0
+    g = G @ rng.normal(size=r) * np.sqrt(0.5)
+    del G
+    X = np.column_stack([np.ones(n), rng.normal(size=n)])
+    z = X @ [-2.3, 0.3] + g
+    y = (rng.random(n) < expit(z)).astype(float)
+    return QS, X, y, qs_secs
+
+
+def lowrank_fit_task(n: int, r: int) -> dict:
+    from scipy.special import logit
+
+    from glimix_cli.model.glmm import GLMMExpFam
+
+    QS, X, y, qs_secs = low_rank_cohort(n, r)
+    t0 = time.perf_counter()
+    m = GLMMExpFam(y, "bernoulli", X, QS, n_int=256)
+    m.beta = [float(logit(y.mean())), 0.0]
+    m.scale_bounds = (1e-8, 30.0)
+    m.fit(verbose=False)
+    secs = time.perf_counter() - t0
+    info = m.fit_info
+    return {"seconds": secs, "qs_seconds": qs_secs, "v0": m.v0, "lml": m.lml(),
+            "status": info.status, "ep_sweeps": info.ep_sweeps,
+            "evaluations": info.evaluations, "cases": int(y.sum()),
+            "structure": type(m._kin).__name__}
+
+
+def lowrank_scan_task(n: int, r: int, m_variants: int, block: int = 500) -> dict:
+    import numpy as np
+
+    from glimix_cli.model.glmm import GLMMExpFam
+
+    QS, X, y, _ = low_rank_cohort(n, r)
+    m = GLMMExpFam(y, "bernoulli", X, QS, n_int=256)
+    m.scale = 0.5
+    scanner = m.to_normal().get_fixed_scale_scanner()
+    rng = np.random.default_rng(5)
+    M = rng.binomial(2, 0.3, size=(n, block)).astype(np.float64)
+    t0 = time.perf_counter()
+    done = 0
+    while done < m_variants:
+        scanner.fast_scan(M)
+        done += block
+    secs = time.perf_counter() - t0
+    # the whitening's two products (P^T M, P (G P^T M)): 4 n r b flops per block
+    A = rng.normal(size=(r, n))
+    t0 = time.perf_counter()
+    for _ in range(3):
+        A @ M
+    gemm = (time.perf_counter() - t0) / 3
+    flops = 2.0 * r * n * block
+    return {"seconds": secs, "variants": done, "ms_per_variant": 1e3 * secs / done,
+            "dgemm_gflops": flops / gemm / 1e9,
+            "whitening_share_of_dgemm_peak": (2 * flops * done / block) / secs
+            / (flops / gemm)}
+
+
 def child(args: argparse.Namespace) -> None:
-    if args.task == "fit":
+    if args.structure == "lowrank":
+        out = (lowrank_fit_task(args.n, args.rank) if args.task == "fit"
+               else lowrank_scan_task(args.n, args.rank, args.variants))
+    elif args.task == "fit":
         out = fit_task(args.n)
     else:
         out = scan_task(args.n, args.variants)
@@ -149,7 +229,8 @@ def run_child(task: str, args: argparse.Namespace) -> dict:
         env[var] = str(args.threads)
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     proc = subprocess.run([sys.executable, __file__, "--child", task, "--n", str(args.n),
-                           "--variants", str(args.variants)], capture_output=True, text=True,
+                           "--variants", str(args.variants), "--structure", args.structure,
+                           "--rank", str(args.rank)], capture_output=True, text=True,
                           env=env, check=True)
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     out = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -166,6 +247,8 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--task", choices=["fit", "scan", "both"], default="both")
+    ap.add_argument("--structure", choices=["blocks", "lowrank"], default="blocks")
+    ap.add_argument("--rank", type=int, default=2000)
     ap.add_argument("--child", choices=["fit", "scan"])
     args = ap.parse_args()
     if args.child:
@@ -176,8 +259,9 @@ def main() -> None:
     for task in tasks:
         runs = [run_child(task, args) for _ in range(args.reps)]
         secs = [r["seconds"] for r in runs]
-        print(f"{task}: n = {args.n:,}: median {statistics.median(secs):.1f} s over "
-              f"{len(secs)} runs ({', '.join(f'{s:.1f}' for s in secs)}); peak RSS "
+        each = ", ".join(f"{s:.1f}" for s in secs)
+        print(f"{args.structure} {task}: n = {args.n:,}: median "
+              f"{statistics.median(secs):.1f} s over {len(secs)} runs ({each}); peak RSS "
               f"{max(r['peak_rss_gb'] for r in runs):.2f} GB")
         print(json.dumps(runs[-1]))
 

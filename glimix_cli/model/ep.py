@@ -26,7 +26,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from glimix_cli.errors import ConvergenceError
-from glimix_cli.model.covariance import BlockCore, BlockPrior, DensePrior
+from glimix_cli.model.covariance import (
+    BlockCore,
+    BlockPrior,
+    DensePrior,
+    LowRankCore,
+    LowRankPrior,
+)
 from glimix_cli.model.gaussian import DenseCore
 from glimix_cli.model.likelihoods import Likelihood
 
@@ -48,8 +54,8 @@ class EPDiagnostics:
     skipped_sites: int  # site updates skipped because the cavity variance was not positive
 
 
-Core = DenseCore | BlockCore
-Prior = DensePrior | BlockPrior
+Core = DenseCore | BlockCore | LowRankCore
+Prior = DensePrior | BlockPrior | LowRankPrior
 
 
 @dataclass

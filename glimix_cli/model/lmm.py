@@ -22,7 +22,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import minimize_scalar
 
-from glimix_cli.model.covariance import BlockKinship
+from glimix_cli.model.covariance import LOW_RANK_FRACTION, BlockKinship, LowRankKinship
 from glimix_cli.model.linalg import QSType, check_qs
 
 F = NDArray[np.float64]
@@ -219,8 +219,11 @@ class LMM:
         """Scanner with the covariance shape ``(1 - delta) K + delta I`` fixed."""
         from glimix_cli.model.scanner import FastScanner
 
-        if self._kin is not None:
-            w = self._kin.whitener(1.0 - self._delta, self._delta)
+        kin = self._kin
+        if kin is None and 0 < self._k <= LOW_RANK_FRACTION * self._n:
+            kin = LowRankKinship(self._Q0, self._S0)  # Woodbury: the n x n C never formed
+        if kin is not None:
+            w = kin.whitener(1.0 - self._delta, self._delta)
             return FastScanner.from_whitener(self._y, self._X, w)
         C = (self._Q0 * ((1 - self._delta) * self._S0)) @ self._Q0.T
         C[np.diag_indices(self._n)] += self._delta

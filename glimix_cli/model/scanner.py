@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from glimix_cli.model.covariance import DenseWhitener
+from glimix_cli.model.covariance import LOW_RANK_FRACTION, DenseWhitener, LowRankKinship
 from glimix_cli.model.linalg import QSType, check_qs, kinship_from_qs
 
 F = NDArray[np.float64]
@@ -61,6 +61,10 @@ class FastScanner:
         y = np.asarray(y, dtype=np.float64).ravel()
         n = y.shape[0]
         QS = check_qs(QS, n)
+        if QS is not None and QS[1].size <= LOW_RANK_FRACTION * n:
+            # low rank: whiten by Woodbury, the n x n covariance is never formed
+            self._setup(y, X, LowRankKinship(QS[0][0], QS[1]).whitener(1.0, float(v)))
+            return
         C = kinship_from_qs(QS, n)
         C[np.diag_indices(n)] += float(v)
         self._setup(y, X, _dense_whitener(C, n))
