@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.linalg import lapack
+from scipy.linalg import blas, lapack
 
 from glimix_cli.model.gaussian import _DIRECT_DIAG
 
@@ -73,7 +73,8 @@ class LowRankPrior:
 class LowRankCore:
     """:class:`~glimix_cli.model.gaussian.DenseCore`'s operations for a low-rank-plus-
     identity ``Sigma``, by Woodbury: ``B^-1 = D^-1 - D^-1 U M^-1 U^T D^-1`` with
-    ``M = A^-1 + U^T D^-1 U`` (r x r) and ``log|B| = sum log D + log|M| + log|A|``."""
+    ``M = A^-1 + U^T D^-1 U`` (r x r) and ``log|B| = sum log D + log|M| + log|A|``;
+    ``W = D^-1/2 U`` (n x r) is the one large array it keeps."""
 
     def __init__(self, prior: LowRankPrior, tau: F):
         self.prior = prior
@@ -82,31 +83,36 @@ class LowRankCore:
         kin = prior.kin
         self.D = 1.0 + prior.v1 * tau
         self.logdet_B = float(np.sum(np.log(self.D)))
-        self._DiU = None
+        self._W = None
         self.diag_Binv = 1.0 / self.D
         if prior.v0 > 0:
             a = prior.v0 * kin.S
-            U = self.sq[:, None] * kin.Q
-            self._DiU = U / self.D[:, None]
-            M = U.T @ self._DiU
+            self._isd = 1.0 / np.sqrt(self.D)
+            # W = D^-1/2 U (U = T^1/2 Q0): M = A^-1 + W^T W by a rank-r update (dsyrk:
+            # n r^2 flops, half a general product's)
+            W = (self.sq * self._isd)[:, None] * kin.Q
+            M = blas.dsyrk(1.0, W.T, trans=0, lower=1)
             M[np.diag_indices(kin.r)] += 1.0 / a
             R, info = lapack.dpotrf(M, lower=1, clean=1)
             if info != 0:
                 raise np.linalg.LinAlgError("the Woodbury capacitance matrix is not positive "
                                             f"definite (LAPACK dpotrf info={info})")
             self._R = R
+            self._W = W
             self.logdet_B += 2.0 * float(np.sum(np.log(np.diag(R)))) + float(np.sum(np.log(a)))
-            # V = D^-1 U R^-T: diag(B^-1) = 1/D - rowsums of V^2
-            V = lapack.dtrtrs(R, self._DiU.T, lower=1)[0].T
-            self.diag_Binv = 1.0 / self.D - np.einsum("ij,ij->i", V, V)
+            # V = R^-1 W^T D^-1/2: diag(B^-1) = 1/D - column sums of V^2
+            V = lapack.dtrtrs(R, W.T, lower=1)[0]
+            self.diag_Binv = 1.0 / self.D - np.einsum("ji,ji->i", V, V) / self.D
 
     def solve_B(self, x: F) -> F:
+        """``B^-1 x = D^-1 x - D^-1/2 W M^-1 W^T D^-1/2 x``."""
         Dx = x / (self.D if x.ndim == 1 else self.D[:, None])
-        if self._DiU is None:
+        if self._W is None:
             return Dx
-        U = self.sq[:, None] * self.prior.kin.Q
-        w = lapack.dpotrs(self._R, U.T @ Dx, lower=1)[0]
-        return Dx - self._DiU @ w
+        isd = self._isd if x.ndim == 1 else self._isd[:, None]
+        xs = x * isd
+        w = lapack.dpotrs(self._R, self._W.T @ xs, lower=1)[0]
+        return Dx - isd * (self._W @ w)
 
     def solve_C(self, x: F) -> F:
         sq = self.sq if x.ndim == 1 else self.sq[:, None]
