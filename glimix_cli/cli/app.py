@@ -102,11 +102,16 @@ def _parse_chunk(text: str) -> tuple[int, int]:
 def scan(
     inputs: InputOptions,
     out: Annotated[Path, typer.Option("--out", help="Results TSV (.tsv.gz compresses).")],
-    chrom: Annotated[str | None, typer.Option("--chrom", help="Only this chromosome.")] = None,
+    chrom: Annotated[str | None, typer.Option(
+        "--chr", "--chrom", help="Only these chromosomes, as plink2's --chr: names and ranges "
+        "(1-22, 1-22,X, chr3; 23 is X).")] = None,
     from_bp: Annotated[int | None, typer.Option("--from-bp", min=0)] = None,
     to_bp: Annotated[int | None, typer.Option("--to-bp", min=0)] = None,
     extract: Annotated[Path | None, typer.Option("--extract", exists=True, dir_okay=False,
                                                  help="Only these variant ids.")] = None,
+    exclude: Annotated[Path | None, typer.Option(
+        "--exclude", exists=True, dir_okay=False,
+        help="Leave these variant ids out (plink2 --exclude; after --extract).")] = None,
     maf: Annotated[float, typer.Option("--maf", min=0.0, max=0.5,
                                        help="Minimum minor-allele frequency.")] = 0.0,
     mac: Annotated[float, typer.Option("--mac", min=0.0,
@@ -146,11 +151,12 @@ def scan(
     from glimix_cli.pipeline.run import ScanConfig, run_scan
 
     if (from_bp is not None or to_bp is not None) and chrom is None:
-        usage("--from-bp/--to-bp need --chrom (as in plink2)")
+        usage("--from-bp/--to-bp need --chr (as in plink2)")
     if sum(x is not None for x in (dask_scheduler, dask_scheduler_file, dask_local)) > 1:
         usage("--dask-scheduler, --dask-scheduler-file and --dask-local are alternatives: "
               "give one")
-    scfg = ScanConfig(chrom=chrom, from_bp=from_bp, to_bp=to_bp, extract=extract, maf=maf,
+    scfg = ScanConfig(chrom=chrom, from_bp=from_bp, to_bp=to_bp, extract=extract,
+                      exclude=exclude, maf=maf,
                       mac=mac, max_missing=max_missing, chunk=_parse_chunk(chunk),
                       block_size=block_size, null=null, resume=resume,
                       dask_scheduler=dask_scheduler, dask_scheduler_file=dask_scheduler_file,

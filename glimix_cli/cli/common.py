@@ -79,6 +79,16 @@ KinExtractOpt = Annotated[
 ]
 KinMafOpt = Annotated[float, typer.Option("--kinship-maf", min=0.0, max=0.5,
                                           help="MAF floor for GRM variants.")]
+KeepOpt = Annotated[
+    Path | None,
+    typer.Option("--keep", exists=True, dir_okay=False,
+                 help="Analyse only these samples (plink2 --keep: FID IID, or IID, per line)."),
+]
+RemoveOpt = Annotated[
+    Path | None,
+    typer.Option("--remove", exists=True, dir_okay=False,
+                 help="Leave these samples out (plink2 --remove; applied after --keep)."),
+]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary.")]
 ThreadsOpt = Annotated[
     int | None,
@@ -107,6 +117,8 @@ class InputOptions:
     kinship_cache: KinshipCacheOpt = None
     kinship_extract: KinExtractOpt = None
     kinship_maf: KinMafOpt = 0.0
+    keep: KeepOpt = None
+    remove: RemoveOpt = None
 
 
 def input_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -163,7 +175,7 @@ def input_config(o: InputOptions) -> Any:
         trials_name=o.trials_name, covar=o.covar, covar_names=tuple(o.covar_name or ()),
         covar_cat=tuple(o.covar_cat or ()), missing_codes=missing, kinship=o.kinship,
         kinship_cache=o.kinship_cache, kinship_extract=o.kinship_extract,
-        kinship_maf=o.kinship_maf,
+        kinship_maf=o.kinship_maf, keep=o.keep, remove=o.remove,
     )
 
 

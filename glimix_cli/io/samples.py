@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from glimix_cli.errors import SampleMatchError
+from glimix_cli.errors import InputError, SampleMatchError
 
-__all__ = ["SampleMatch", "match_samples", "sample_keys"]
+__all__ = ["SampleMatch", "match_samples", "read_sample_list", "sample_keys", "select_samples"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -111,11 +111,89 @@ def _index_of(keys: Sequence, source: str, key_name: str) -> dict:
     return lookup
 
 
+def read_sample_list(path: Any, option: str) -> tuple[NDArray | None, NDArray]:
+    """Sample IDs of a plink2 ``--keep``/``--remove`` file: ``(fid or None, iid)``.
+
+    As plink2: a header line starting ``#FID``, ``FID``, ``#IID`` or ``IID`` names the
+    columns; without one, a single column is IIDs and two or more are FID and IID (further
+    columns ignored). Blank lines are skipped.
+    """
+    from pathlib import Path
+
+    p = Path(path)
+    raw = p.read_bytes()
+    if b"\0" in raw[:4096]:
+        raise InputError(f"{p}: a binary file, not a list of sample IDs - {option} takes a "
+                         "text file with FID IID (or IID) per line")
+    rows = [line.split() for line in raw.decode("utf-8", errors="replace").splitlines()
+            if line.strip()]
+    if not rows:
+        raise InputError(f"{p}: no sample ID in the file - {option} takes FID IID (or IID) "
+                         "per line")
+    head = [c.lstrip("#").upper() for c in rows[0]]
+    if head[0] in ("FID", "IID"):
+        if "IID" not in head:
+            raise InputError(f"{p}: the header names no IID column - {option} needs one")
+        j, f = head.index("IID"), head.index("FID") if "FID" in head else None
+        rows = rows[1:]
+    elif all(len(r) == 1 for r in rows):
+        j, f = 0, None
+    else:
+        j, f = 1, 0
+    short = [k + 1 + (1 if head[0] in ("FID", "IID") else 0) for k, r in enumerate(rows)
+             if len(r) <= max(j, f or 0)]
+    if short:
+        raise InputError(f"{p}: line {short[0]} has too few columns - {option} takes FID IID "
+                         "(or IID) per line")
+    iid = np.array([r[j] for r in rows], dtype=object)
+    fid = None if f is None else np.array([r[f] for r in rows], dtype=object)
+    return fid, iid
+
+
+def select_samples(genotype_samples_df: pd.DataFrame, keep: Any | None = None,
+                   remove: Any | None = None) -> list[tuple[str, NDArray[np.bool_]]]:
+    """The .fam rows ``--keep`` and ``--remove`` leave, as ``(step, mask)`` pairs for
+    :func:`match_samples` (``--keep`` first, then ``--remove``, as plink2). IDs that are
+    not in the .fam are ignored, as plink2 does; a list without FIDs matches on IID."""
+    gfid, giid = sample_keys(genotype_samples_df)
+    steps = []
+    for option, path, inside in (("--keep", keep, True), ("--remove", remove, False)):
+        if path is None:
+            continue
+        fid, iid = read_sample_list(path, option)
+        if fid is None:
+            if len(set(giid.tolist())) < giid.size:
+                raise SampleMatchError(f"{path}: has no FID column, so samples are matched "
+                                       "on IID, but IIDs repeat in the genotypes .fam - add "
+                                       "the FID column")
+            listed = np.isin(giid, iid)
+        else:
+            wanted = set(zip(fid.tolist(), iid.tolist(), strict=True))
+            listed = np.array([k in wanted for k in zip(gfid.tolist(), giid.tolist(),
+                                                         strict=True)], dtype=bool)
+        steps.append((f"after {option}", listed if inside else ~listed))
+    return steps
+
+
+def _selection(n: int, selected: Sequence[tuple[str, NDArray[np.bool_]]],
+               counts: dict[str, int]) -> NDArray[np.bool_]:
+    """The .fam rows the ``--keep``/``--remove`` steps leave (each counted)."""
+    keep = np.ones(n, dtype=bool)
+    for step, mask in selected:
+        keep &= mask
+        counts[step] = int(keep.sum())
+        if not keep.any():
+            raise SampleMatchError(f"no genotyped sample is left {step} - check the IDs in "
+                                   "the list against the .fam (FID IID)")
+    return keep
+
+
 def match_samples(
     genotype_samples_df: pd.DataFrame,
     trait: Any,
     covariates: Any | None = None,
     kinship_ids: Any | None = None,
+    selected: Sequence[tuple[str, NDArray[np.bool_]]] = (),
 ) -> SampleMatch:
     """Find the samples present and complete in every source.
 
@@ -131,6 +209,8 @@ def match_samples(
         ``complete`` or ``table``).
     kinship_ids : DataFrame or (fid, iid) or sequence of IIDs, optional
         Sample keys of a precomputed kinship matrix, in its row order.
+    selected : sequence of (step, mask over the .fam rows)
+        Sample selections applied first (:func:`select_samples`), each counted.
 
     Returns
     -------
@@ -149,7 +229,7 @@ def match_samples(
     counts: dict[str, int] = {"in genotypes": n_geno}
     gkeys_full = _key_list(gfid, giid)
     _index_of(gkeys_full, "genotypes (.fam)", "FID IID")
-    keep = np.ones(n_geno, dtype=bool)
+    keep = _selection(n_geno, selected, counts)
 
     def locate(obj: Any, source: str) -> NDArray[np.intp]:
         fid, iid = sample_keys(obj)

@@ -25,6 +25,9 @@ class InputConfig:
     kinship_cache: Path | None = None  # .npz from `glimix kinship`
     kinship_extract: Path | None = None
     kinship_maf: float = 0.0
+    #: plink2 --keep / --remove: sample lists (FID IID or IID per line)
+    keep: Path | None = None
+    remove: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,8 @@ class ScanConfig:
     from_bp: int | None = None
     to_bp: int | None = None
     extract: Path | None = None
+    #: plink2 --exclude: variant IDs to leave out
+    exclude: Path | None = None
     maf: float = 0.0
     mac: float = 5.0
     max_missing: float = 1.0

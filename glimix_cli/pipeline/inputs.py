@@ -13,7 +13,7 @@ from numpy.typing import NDArray
 
 from glimix_cli.errors import InputError
 from glimix_cli.io.plink import Bfile, open_bfile
-from glimix_cli.io.samples import SampleMatch, match_samples
+from glimix_cli.io.samples import SampleMatch, match_samples, select_samples
 from glimix_cli.io.tables import (
     Design,
     design_matrix,
@@ -94,7 +94,11 @@ def load_inputs(cfg: InputConfig, rep: Reporter) -> Inputs:
     kin_matrix = None
     if cfg.kinship is not None:
         kin_matrix, kin_ids = read_kinship_matrix(cfg.kinship, bfile.samples)
-    match = match_samples(bfile.samples, trait, cov, kin_ids)
+    selected = select_samples(bfile.samples, cfg.keep, cfg.remove)
+    for step, mask in selected:
+        rep.info(f"samples: {int(mask.sum()):,} of {bfile.n_samples:,} genotyped {step[6:]}"
+                 f" {cfg.keep if step == 'after --keep' else cfg.remove}")
+    match = match_samples(bfile.samples, trait, cov, kin_ids, selected)
     y = np.asarray(trait.y, dtype=np.float64)[match.trait_index]
     trials = None if trait.trials is None else np.asarray(trait.trials)[match.trait_index]
     design = _design(cfg, cov, match)
@@ -112,6 +116,8 @@ def load_inputs(cfg: InputConfig, rep: Reporter) -> Inputs:
         "covar_names": list(cfg.covar_names),
         "covar_cat": list(cfg.covar_cat),
         "missing_codes": list(cfg.missing_codes),
+        "keep": file_fingerprint(cfg.keep),
+        "remove": file_fingerprint(cfg.remove),
     }
     return Inputs(bfile, match, y, trials, design, trait.coding, fp, kin_matrix)
 

@@ -68,7 +68,7 @@ def null_from_json(path: Path, inputs: Inputs, kin: Kinship, cfg: InputConfig) -
         raise InputError(f"{path}: not a glimix null-model file - rerun glimix fit")
     rebuild = "rerun `glimix fit` with these inputs, or drop --null"
     for key in ("pheno", "covar", "pheno_name", "likelihood", "trials_name", "covar_names",
-                "covar_cat", "missing_codes", "kinship"):
+                "covar_cat", "missing_codes", "kinship", "keep", "remove"):
         if data["inputs"].get(key) != inputs.fingerprint.get(key):
             raise InputError(f"{path}: fitted with a different {key.replace('_', '-')} than "
                              f"this run - {rebuild}")

@@ -1,4 +1,5 @@
-"""Variant selection (--chrom, --from-bp/--to-bp, --extract) and per-block variant QC."""
+"""Variant selection (--chr, --from-bp/--to-bp, --extract, --exclude) and per-block variant
+QC."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from numpy.typing import NDArray
 
 from glimix_cli.errors import InputError
 
-__all__ = ["STATUSES", "BlockQC", "VariantSelection", "block_qc", "select_variants"]
+__all__ = ["STATUSES", "BlockQC", "VariantSelection", "block_qc", "parse_chromosomes",
+           "select_variants"]
 
 #: QC status values, in priority order (the first that applies is reported).
 STATUSES = ("all_missing", "monomorphic", "low_mac", "failed_qc", "ok")
@@ -36,14 +38,49 @@ class VariantSelection:
     """
 
     indices: NDArray[np.intp]
+    #: variants of the selection that ``exclude`` removed
+    n_excluded: int = 0
     n_extract_ids: int = 0
     n_extract_not_found: int = 0
     extract_not_found_examples: tuple[str, ...] = ()
 
 
+#: PLINK's numeric codes of the non-autosomes, and the names they stand for.
+_CHROM_CODES = {"23": "X", "24": "Y", "25": "XY", "26": "MT", "M": "MT"}
+
+
 def _norm_chrom(values: pd.Series | Sequence[str]) -> NDArray:
+    """Chromosome names compared as plink2 does: any ``chr`` prefix dropped, case ignored,
+    and the numeric codes 23-26 the same as X, Y, XY, MT (``chrM`` is MT)."""
     s = pd.Series(values, dtype=str).str.strip()
-    return s.str.replace(r"^chr", "", case=False, regex=True).to_numpy(dtype=object)
+    s = s.str.replace(r"^chr", "", case=False, regex=True).str.upper()
+    return s.replace(_CHROM_CODES).to_numpy(dtype=object)
+
+
+def parse_chromosomes(text: str) -> tuple[list[str], list[str]]:
+    """``--chr`` as plink2 reads it: a comma-separated list of names and ranges
+    (``1-22``, ``1-5,X``, ``chr3``). Returns ``(named, from_ranges)``: chromosomes named
+    on their own (each must be in the data) and those a range spans (absent ones are
+    skipped, as plink2 does)."""
+    named: list[str] = []
+    ranged: list[str] = []
+    for item in (t.strip() for t in str(text).split(",")):
+        if not item:
+            continue
+        lo, sep, hi = item.partition("-")
+        if not sep:
+            named.append(item)
+            continue
+        a, b = (_norm_chrom([lo])[0], _norm_chrom([hi])[0])
+        codes = {v: k for k, v in _CHROM_CODES.items() if k != "M"}
+        a, b = codes.get(a, a), codes.get(b, b)
+        if not (a.isdigit() and b.isdigit()) or int(a) > int(b):
+            raise InputError(f"--chr {text}: {item} is not a range of chromosome numbers "
+                             "(e.g. 1-22, or 1-22,X)")
+        ranged += [str(c) for c in range(int(a), int(b) + 1)]
+    if not named and not ranged:
+        raise InputError(f"--chr {text!r}: no chromosome given")
+    return named, ranged
 
 
 def select_variants(
@@ -52,6 +89,7 @@ def select_variants(
     from_bp: int | None = None,
     to_bp: int | None = None,
     extract: str | os.PathLike[str] | None = None,
+    exclude: str | os.PathLike[str] | None = None,
 ) -> VariantSelection:
     """Select variants by chromosome, base-pair range and an ID list.
 
@@ -60,11 +98,14 @@ def select_variants(
     variants_df : DataFrame
         ``Bfile.variants`` (``chrom``, ``variant_id``, ``pos``).
     chrom : str or int or sequence, optional
-        Chromosome(s), compared as strings with any ``chr`` prefix ignored (``chr1`` == ``1``).
+        Chromosome(s), compared as plink2 does (``chr1`` == ``1``, ``23`` == ``X``); a string
+        may list names and ranges (``1-22,X``, see :func:`parse_chromosomes`).
     from_bp, to_bp : int, optional
         Inclusive position range; needs exactly one chromosome (as plink2).
     extract : str or Path, optional
         File of variant IDs separated by whitespace or newlines.
+    exclude : str or Path, optional
+        File of variant IDs to leave out (after ``extract``), as plink2's ``--exclude``.
 
     Returns
     -------
@@ -88,17 +129,24 @@ def select_variants(
     keep = np.ones(len(variants_df), dtype=bool)
     chroms: list[str] = []
     if chrom is not None:
-        raw = [chrom] if isinstance(chrom, str | int) else list(chrom)
-        chroms = list(dict.fromkeys(_norm_chrom([str(c) for c in raw])))
+        if isinstance(chrom, str | int):
+            named, ranged = parse_chromosomes(str(chrom))
+        else:
+            named, ranged = [str(c) for c in chrom], []
         have = _norm_chrom(variants_df["chrom"])
         present = set(have.tolist())
+        listed = sorted(present, key=lambda c: (len(c), c))
+        chroms = list(dict.fromkeys(_norm_chrom(named))) if named else []
+        spanned = [c for c in dict.fromkeys(_norm_chrom(ranged)) if c in present] \
+            if ranged else []
         absent = [c for c in chroms if c not in present]
-        if absent:
-            listed = sorted(present, key=lambda c: (len(c), c))
+        if absent or (ranged and not spanned and not chroms):
+            what = ", ".join(absent) if absent else f"none of {chrom}"
             raise InputError(
-                f"chromosome {', '.join(absent)} not in the genotypes (chromosomes: "
-                f"{', '.join(listed[:25])}{', ...' if len(listed) > 25 else ''}) - check --chrom"
+                f"chromosome {what} not in the genotypes (chromosomes: "
+                f"{', '.join(listed[:25])}{', ...' if len(listed) > 25 else ''}) - check --chr"
             )
+        chroms = list(dict.fromkeys(chroms + spanned))
         keep &= np.isin(have, chroms)
     if from_bp is not None or to_bp is not None:
         if len(chroms) != 1:
@@ -118,19 +166,38 @@ def select_variants(
         p = Path(extract)
         if not p.is_file():
             raise InputError(f"{p}: extract file not found - check --extract")
-        ids = list(dict.fromkeys(p.read_text().split()))
+        ids = list(dict.fromkeys(_read_ids(p)))
         ids_arr = np.array(ids, dtype=object)
         vid = variants_df["variant_id"].to_numpy(dtype=object)
         keep &= np.isin(vid, ids_arr)
         found = np.isin(ids_arr, vid) if ids else np.zeros(0, bool)
         n_ids, n_missing = len(ids), int((~found).sum())
         examples = tuple(str(x) for x in ids_arr[~found][:5])
+    n_excluded = 0
+    if exclude is not None:
+        p = Path(exclude)
+        if not p.is_file():
+            raise InputError(f"{p}: exclude file not found - check --exclude")
+        drop = np.isin(variants_df["variant_id"].to_numpy(dtype=object),
+                       np.array(list(dict.fromkeys(_read_ids(p))), dtype=object))
+        n_excluded = int((keep & drop).sum())
+        keep &= ~drop
     return VariantSelection(
         indices=np.flatnonzero(keep).astype(np.intp),
+        n_excluded=n_excluded,
         n_extract_ids=n_ids,
         n_extract_not_found=n_missing,
         extract_not_found_examples=examples,
     )
+
+
+def _read_ids(p: Path) -> list[str]:
+    """Whitespace-separated IDs of a text file (a binary file is a one-line error)."""
+    raw = p.read_bytes()
+    if b"\0" in raw[:4096]:
+        raise InputError(f"{p}: a binary file, not a list of variant IDs - give a text file "
+                         "with one ID per line")
+    return raw.decode("utf-8", errors="replace").split()
 
 
 @dataclass(frozen=True, eq=False)

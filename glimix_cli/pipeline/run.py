@@ -27,7 +27,7 @@ from glimix_cli.io.plink import Bfile, block_size_for_budget
 from glimix_cli.io.results import merge_results, results_header, write_meta
 from glimix_cli.pipeline.chunks import chunk_range, split_blocks
 from glimix_cli.pipeline.config import InputConfig, ScanConfig
-from glimix_cli.pipeline.inputs import Inputs, load_inputs
+from glimix_cli.pipeline.inputs import Inputs, file_fingerprint, load_inputs
 from glimix_cli.pipeline.kinship import Kinship, build_kinship, kinship_options
 from glimix_cli.pipeline.null import NullModel, fit_null
 from glimix_cli.pipeline.null_file import null_from_json, null_json, write_null_json
@@ -126,20 +126,24 @@ class _Plan:
 
 def _plan(cfg: InputConfig, scfg: ScanConfig, inputs: Inputs, rep: Reporter) -> _Plan:
     bfile = inputs.bfile
-    sel = select_variants(bfile.variants, scfg.chrom, scfg.from_bp, scfg.to_bp, scfg.extract)
+    sel = select_variants(bfile.variants, scfg.chrom, scfg.from_bp, scfg.to_bp, scfg.extract,
+                          scfg.exclude)
     if sel.n_extract_not_found:
         rep.warn(f"{scfg.extract}: {sel.n_extract_not_found:,} of {sel.n_extract_ids:,} ids not "
                  f"in {bfile.bim} (e.g. {', '.join(sel.extract_not_found_examples[:3])})")
+    if sel.n_excluded:
+        rep.info(f"--exclude {scfg.exclude}: {sel.n_excluded:,} selected variants left out")
     if sel.indices.size == 0:
-        raise InputError(f"{bfile.bim}: no variant matches the selection (--chrom/--from-bp/"
-                         "--to-bp/--extract) - check the chromosome names and ranges")
+        raise InputError(f"{bfile.bim}: no variant matches the selection (--chr/--from-bp/"
+                         "--to-bp/--extract/--exclude) - check the chromosome names and ranges")
     start, stop = chunk_range(sel.indices.size, *scfg.chunk)
     bs = scfg.block_size or min(block_size_for_budget(inputs.match.n, 256), 4096)
     test = resolve_test(scfg.test, cfg.likelihood)
     run_fp = {
         "inputs": inputs.fingerprint,
         "kinship": kinship_options(cfg),
-        "selection": [int(sel.indices[0]), int(sel.indices[-1]), int(sel.indices.size)],
+        "selection": [int(sel.indices[0]), int(sel.indices[-1]), int(sel.indices.size),
+                      file_fingerprint(scfg.exclude)],
         "qc": [scfg.maf, scfg.mac, scfg.max_missing],
         "null": scfg.null is not None,
         "test": test,

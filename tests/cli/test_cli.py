@@ -173,7 +173,7 @@ def test_kinship_cache_is_built_and_reused(runner, ex, tmp_path):
         (["--pheno-name", "trials", "--trials-name", "trials", "-l", "binomial"], 1,
          "--trials-name trials is also the trait column"),
         (["--pheno-name", "quant", "--chunk", "4/3"], 2, "--chunk 4/3"),
-        (["--pheno-name", "quant", "--from-bp", "10"], 2, "need --chrom"),
+        (["--pheno-name", "quant", "--from-bp", "10"], 2, "need --chr"),
         (["--pheno-name", "quant", "--chrom", "9"], 1, "chromosome 9 not in the genotypes"),
     ],
 )

@@ -40,7 +40,7 @@ def test_select_errors(variants, tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"--from-bp 300 is after --to-bp 100 - swap them"):
         select_variants(variants, chrom="1", from_bp=300, to_bp=100)
     with pytest.raises(InputError, match=r"chromosome 3 not in the genotypes \(chromosomes: "
-                                         r"1, 2, X\) - check --chrom"):
+                                         r"1, 2, X\) - check --chr"):
         select_variants(variants, chrom="chr3")
     with pytest.raises(InputError, match=r"nofile: extract file not found - check --extract"):
         select_variants(variants, extract=tmp_path / "nofile")

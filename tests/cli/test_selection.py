@@ -1,0 +1,151 @@
+"""plink2's selection flags: --keep/--remove (samples), --exclude and --chr (variants).
+
+Each is checked against plink2 itself on example_data (the same samples and variants
+selected), and its bad inputs are one-line errors that leave no file.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from glimix_cli.cli.app import app
+from glimix_cli.io.plink import open_bfile
+from glimix_cli.pipeline.qc import select_variants
+
+EX = Path(__file__).resolve().parents[2] / "example_data"
+
+
+def _with_quant() -> set[tuple[str, str]]:
+    """Samples whose trait quant is not missing (the fit drops the others)."""
+    t = pd.read_csv(EX / "cohort.pheno.tsv", sep="\t", dtype=str, keep_default_na=False)
+    ok = ~t["quant"].isin(["NA", ""])
+    return set(zip(t["FID"][ok], t["IID"][ok], strict=True))
+PLINK2 = shutil.which("plink2")
+needs_plink2 = pytest.mark.skipif(PLINK2 is None, reason="plink2 not installed (.ci/run "
+                                  "installs it from Debian)")
+
+
+def _lists(tmp_path: Path) -> tuple[Path, Path]:
+    fam = pd.read_csv(EX / "cohort.fam", sep=r"\s+", header=None, dtype=str)
+    keep = tmp_path / "keep.txt"  # a plink2 header, FID IID, plus IDs not in the data
+    rows = fam.iloc[::3, :2].values.tolist() + [["NOPE", "NOPE_1"]]
+    keep.write_text("#FID\tIID\n" + "".join(f"{f}\t{i}\n" for f, i in rows))
+    remove = tmp_path / "remove.txt"  # FID IID, no header, extra columns ignored
+    remove.write_text("".join(f"{f} {i} x\n" for f, i in fam.iloc[::7, :2].values))
+    return keep, remove
+
+
+def _fit(runner, tmp_path: Path, *extra: str):
+    out = tmp_path / "fit"
+    res = runner.invoke(app, ["fit", "--bfile", str(EX / "cohort"), "--pheno",
+                              str(EX / "cohort.pheno.tsv"), "--pheno-name", "quant",
+                              "--out", str(out), *extra])
+    return res, out.with_suffix(".null.json")
+
+
+@needs_plink2
+def test_keep_and_remove_select_the_samples_plink2_selects(runner, tmp_path):
+    keep, remove = _lists(tmp_path)
+    res, null = _fit(runner, tmp_path, "--keep", str(keep), "--remove", str(remove))
+    assert res.exit_code == 0, res.output
+    data = json.loads(null.read_text())
+    subprocess.run([PLINK2, "--bfile", str(EX / "cohort"), "--keep", str(keep), "--remove",
+                    str(remove), "--make-just-fam", "--out", str(tmp_path / "p2")],
+                   check=True, capture_output=True)
+    p2 = pd.read_csv(tmp_path / "p2.fam", sep=r"\s+", header=None, dtype=str)
+    selected = list(zip(p2[0], p2[1], strict=True))
+    expected = [k for k in selected if k in _with_quant()]
+    got = list(zip(data["samples"]["fid"], data["samples"]["iid"], strict=True))
+    assert got == expected and len(got) > 100
+    counts = data["samples"]["counts"]
+    assert counts["after --keep"] == len(pd.read_csv(keep, sep="\t")) - 1
+    assert counts["after --remove"] == len(selected)
+    assert "after --keep" in res.output and "after --remove" in res.output
+
+
+def test_a_list_without_fids_matches_on_iid(runner, tmp_path):
+    """Unlike plink2 (which then takes the FID as '0' and, on a .fam with family IDs,
+    silently matches nothing), a list of IIDs matches on IID, as glimix's tables do."""
+    fam = pd.read_csv(EX / "cohort.fam", sep=r"\s+", header=None, dtype=str)
+    remove = tmp_path / "remove_iid.txt"
+    remove.write_text("".join(f"{i}\n" for i in fam.iloc[::7, 1]))
+    res, null = _fit(runner, tmp_path, "--remove", str(remove))
+    assert res.exit_code == 0, res.output
+    data = json.loads(null.read_text())
+    expected = [i for k, (f, i) in enumerate(zip(fam[0], fam[1], strict=True))
+                if k % 7 and (f, i) in _with_quant()]
+    assert data["samples"]["iid"] == expected
+
+
+@needs_plink2
+def test_chr_ranges_and_exclude_select_the_variants_plink2_selects(tmp_path):
+    bfile = open_bfile(EX / "cohort")
+    v = bfile.variants
+    exclude = tmp_path / "exclude.txt"
+    exclude.write_text("\n".join(v["variant_id"].iloc[::5]) + "\n")
+    for chrom in ("1-2", "2,3", "chr3", "1-5"):
+        sel = select_variants(v, chrom, exclude=exclude)
+        subprocess.run([PLINK2, "--bfile", str(EX / "cohort"), "--chr", chrom, "--exclude",
+                        str(exclude), "--write-snplist", "--out", str(tmp_path / "p2")],
+                       check=True, capture_output=True)
+        expected = (tmp_path / "p2.snplist").read_text().split()
+        assert v["variant_id"].to_numpy()[sel.indices].tolist() == expected, chrom
+
+
+def test_chromosome_names_compare_as_plink2_compares_them():
+    v = pd.DataFrame({"chrom": ["1", "2", "23", "X", "chrY", "MT"],
+                      "variant_id": list("abcdef"), "pos": [1, 2, 3, 4, 5, 6]})
+    pick = lambda c: v["variant_id"].to_numpy()[select_variants(v, c).indices].tolist()  # noqa: E731
+    assert pick("X") == ["c", "d"] and pick("23") == ["c", "d"] and pick("chrX") == ["c", "d"]
+    assert pick("1-23") == ["a", "b", "c", "d"]
+    assert pick("24,26") == ["e", "f"] and pick("chrM") == ["f"]
+    assert pick("1-22,Y") == ["a", "b", "e"]
+    from glimix_cli.errors import InputError
+
+    with pytest.raises(InputError, match=r"chromosome 7 not in the genotypes"):
+        select_variants(v, "1,7")
+    with pytest.raises(InputError, match=r"chromosome none of 3-9 not in the genotypes"):
+        select_variants(v, "3-9")
+    assert pick("X-Y") == ["c", "d", "e"]  # 23-24, as the codes order them
+    with pytest.raises(InputError, match=r"1-A is not a range of chromosome numbers"):
+        select_variants(v, "1-A")
+
+
+def test_bad_sample_lists_are_one_line_errors_before_any_work(runner, tmp_path):
+    binary = tmp_path / "keep.bin"
+    binary.write_bytes(b"\x00\x01\x02" * 50)
+    nobody = tmp_path / "nobody.txt"
+    nobody.write_text("X1 Y1\nX2 Y2\n")
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n")
+    cases = [(["--keep", str(binary)], "a binary file, not a list of sample IDs"),
+             (["--keep", str(nobody)], "no genotyped sample is left after --keep"),
+             (["--remove", str(empty)], "no sample ID in the file - --remove takes")]
+    for extra, message in cases:
+        res, null = _fit(runner, tmp_path, *extra)
+        assert res.exit_code == 1, res.output
+        assert message in res.output and "Traceback" not in res.output, res.output
+        assert not null.exists()
+
+
+def test_a_scan_with_exclude_and_chr_writes_only_those_variants(runner, tmp_path):
+    v = open_bfile(EX / "cohort").variants
+    exclude = tmp_path / "exclude.txt"
+    exclude.write_text("\n".join(v["variant_id"].iloc[:100]) + "\n")
+    out = tmp_path / "o.tsv"
+    res = runner.invoke(app, ["scan", "--bfile", str(EX / "cohort"), "--pheno",
+                              str(EX / "cohort.pheno.tsv"), "--pheno-name", "quant", "--chr",
+                              "1-2", "--exclude", str(exclude), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    rows = pd.read_csv(out, sep="\t")
+    expected = v[v["chrom"].isin(["1", "2"])].iloc[100:]
+    assert rows["variant_id"].tolist() == expected["variant_id"].tolist()
+    assert "--exclude" in res.output and "100 selected variants left out" in res.output
+    assert np.all(rows["chromosome"].astype(str).isin(["1", "2"]))
