@@ -19,6 +19,7 @@ from glimix_cli.cli.common import (
     BfileOpt,
     InputOptions,
     KinExtractOpt,
+    OnceCommand,
     QuietOpt,
     ScanTest,
     ThreadsOpt,
@@ -60,7 +61,7 @@ def main_callback(
 
 
 # -- fit ------------------------------------------------------------------------------------
-@app.command(epilog="Example: glimix fit --bfile example_data/cohort --pheno "
+@app.command(cls=OnceCommand, epilog="Example: glimix fit --bfile example_data/cohort --pheno "
              "example_data/cohort.pheno.tsv --pheno-name binary -l bernoulli --covar "
              "example_data/cohort.covar.tsv --out results/binary")
 @input_options
@@ -95,7 +96,7 @@ def _parse_chunk(text: str) -> tuple[int, int]:
     return i, n
 
 
-@app.command(epilog="Example: glimix scan --bfile example_data/cohort --pheno "
+@app.command(cls=OnceCommand, epilog="Example: glimix scan --bfile example_data/cohort --pheno "
              "example_data/cohort.pheno.tsv --pheno-name quant --covar "
              "example_data/cohort.covar.tsv --out results.tsv")
 @input_options
@@ -171,7 +172,8 @@ def scan(
 
 
 # -- kinship ----------------------------------------------------------------------------------
-@app.command(epilog="Example: glimix kinship --bfile example_data/cohort --out cohort.kin.npz")
+@app.command(cls=OnceCommand,
+             epilog="Example: glimix kinship --bfile example_data/cohort --out cohort.kin.npz")
 def kinship(
     bfile: BfileOpt,
     out: Annotated[Path, typer.Option("--out", help="Cache file (.npz).")],
@@ -197,7 +199,8 @@ def kinship(
 
 
 # -- merge -------------------------------------------------------------------------------------
-@app.command(epilog="Example: glimix merge all.tsv.gz part1.tsv.gz part2.tsv.gz part3.tsv.gz")
+@app.command(cls=OnceCommand,
+             epilog="Example: glimix merge all.tsv.gz part1.tsv.gz part2.tsv.gz part3.tsv.gz")
 def merge(
     out: Annotated[Path, typer.Argument(help="Merged output (.tsv or .tsv.gz).")],
     parts: Annotated[list[Path], typer.Argument(help="Chunk outputs of one --chunk I/N run.")],

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from glimix_cli.cli.common import QuietOpt, run
+from glimix_cli.cli.common import OnceCommand, QuietOpt, run
 
 EPILOG = ("Example: glimix export-ssf results.tsv.gz --out gwas.tsv.gz --null binary.null.json "
           "--genome-assembly GRCh38 --ancestry European  (writes gwas.tsv.gz and "
@@ -15,7 +15,7 @@ EPILOG = ("Example: glimix export-ssf results.tsv.gz --out gwas.tsv.gz --null bi
 
 
 def register(app: typer.Typer) -> None:
-    app.command("export-ssf", epilog=EPILOG)(export_ssf)
+    app.command("export-ssf", cls=OnceCommand, epilog=EPILOG)(export_ssf)
 
 
 def export_ssf(

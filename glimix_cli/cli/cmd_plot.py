@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from glimix_cli.cli.common import QuietOpt, run
+from glimix_cli.cli.common import OnceCommand, QuietOpt, run
 
 ResultsArg = Annotated[
     Path,
@@ -30,8 +30,8 @@ REPORT_EPILOG = ("Example: glimix fit ... --out run && glimix scan ... --out run
 
 
 def register(app: typer.Typer) -> None:
-    app.command("plot", epilog=PLOT_EPILOG)(plot)
-    app.command("report", epilog=REPORT_EPILOG)(report)
+    app.command("plot", cls=OnceCommand, epilog=PLOT_EPILOG)(plot)
+    app.command("report", cls=OnceCommand, epilog=REPORT_EPILOG)(report)
 
 
 def plot(

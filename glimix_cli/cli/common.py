@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand
 
 from glimix_cli.registry import LIKELIHOODS, TESTS
 
@@ -232,3 +233,23 @@ def run(fn: Callable[[Any], Any], quiet: bool) -> Any:
         error("interrupted - no output was finalised (an interrupted scan continues from "
               "its finished blocks: rerun the same command with --resume)")
         raise typer.Exit(130) from None
+
+
+class OnceCommand(TyperCommand):
+    """A command that refuses an option given twice unless it takes a list: Click keeps
+    the last value silently (``--pheno-name t0 --pheno-name t5`` would scan t5 only)."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        words = args[:args.index("--")] if "--" in args else args
+        for param in self.params:
+            # (Typer vendors its own Click: test the kind, not the class)
+            if (getattr(param, "param_type_name", "") != "option" or param.multiple
+                    or getattr(param, "count", False)):
+                continue
+            names = [*param.opts, *param.secondary_opts]
+            seen = [w.split("=", 1)[0] for w in words
+                    if w.split("=", 1)[0] in names]
+            if len(seen) > 1:
+                usage(f"{' and '.join(dict.fromkeys(seen))} given {len(seen)} times - give "
+                      f"{names[0]} once")
+        return super().parse_args(ctx, args)

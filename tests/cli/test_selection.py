@@ -149,3 +149,19 @@ def test_a_scan_with_exclude_and_chr_writes_only_those_variants(runner, tmp_path
     assert rows["variant_id"].tolist() == expected["variant_id"].tolist()
     assert "--exclude" in res.output and "100 selected variants left out" in res.output
     assert np.all(rows["chromosome"].astype(str).isin(["1", "2"]))
+
+
+def test_an_option_given_twice_is_refused_unless_it_takes_a_list(runner, tmp_path):
+    base = ["--bfile", str(EX / "cohort"), "--pheno", str(EX / "cohort.pheno.tsv")]
+    out = tmp_path / "o.tsv"
+    res = runner.invoke(app, ["scan", *base, "--pheno-name", "quant", "--pheno-name",
+                              "binary", "--out", str(out)])
+    assert res.exit_code == 2, res.output
+    assert "--pheno-name given 2 times - give --pheno-name once" in res.output
+    res = runner.invoke(app, ["scan", *base, "--chr", "1", "--chrom=2", "--out", str(out)])
+    assert res.exit_code == 2 and "--chr and --chrom given 2 times" in res.output
+    assert not out.exists() and "Traceback" not in res.output
+    # list options repeat, as documented
+    res = runner.invoke(app, ["fit", *base, "--pheno-name", "quant", "--missing-code", "-99",
+                              "--missing-code", "-999", "-q"])
+    assert res.exit_code == 0, res.output
