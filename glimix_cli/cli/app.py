@@ -28,6 +28,7 @@ from glimix_cli.cli.common import (
     limit_threads,
     run,
     usage,
+    write_run_log,
 )
 from glimix_cli.registry import SPA_LIKELIHOODS
 
@@ -74,13 +75,20 @@ def fit(
     """Fit the null GLMM (no variant): EP for non-Normal traits, the LMM for Normal ones."""
     limit_threads(threads)
     cfg = input_config(inputs)
-    from glimix_cli.cli.console import print_fit_summary
+    from glimix_cli.cli.console import console_err, print_fit_summary
     from glimix_cli.pipeline.run import run_fit
 
     t0 = time.perf_counter()
-    outcome = run(lambda rep: run_fit(cfg, out, rep), quiet)
+    messages: list[str] = []
+    outcome = run(lambda rep: run_fit(cfg, out, rep), quiet, messages)
+    seconds = time.perf_counter() - t0
     if not quiet:
-        print_fit_summary(outcome, time.perf_counter() - t0)
+        print_fit_summary(outcome, seconds)
+    if out is not None:
+        log = write_run_log(out, "fit", messages,
+                            lambda c: print_fit_summary(outcome, seconds, c), seconds)
+        if not quiet:
+            console_err().print(f"[green]wrote[/] {log}")
 
 
 # -- scan -----------------------------------------------------------------------------------
@@ -148,7 +156,7 @@ def scan(
     """Fit the null model (or reuse --null), then test every selected variant."""
     limit_threads(threads)
     cfg = input_config(inputs)
-    from glimix_cli.cli.console import print_scan_summary
+    from glimix_cli.cli.console import console_err, print_scan_summary
     from glimix_cli.pipeline.run import ScanConfig, run_scan
 
     if (from_bp is not None or to_bp is not None) and chrom is None:
@@ -166,9 +174,14 @@ def scan(
         usage(f"--test spa needs a binary or binomial trait (-l "
               f"{', '.join(SPA_LIKELIHOODS[:-1])} or {SPA_LIKELIHOODS[-1]}); got "
               f"-l {cfg.likelihood}")
-    summary = run(lambda rep: run_scan(cfg, scfg, out, rep), quiet)
+    messages: list[str] = []
+    summary = run(lambda rep: run_scan(cfg, scfg, out, rep), quiet, messages)
     if not quiet:
         print_scan_summary(summary)
+    log = write_run_log(out, "scan", messages, lambda c: print_scan_summary(summary, c),
+                        summary.seconds)
+    if not quiet:
+        console_err().print(f"[green]wrote[/] {log}")
 
 
 # -- kinship ----------------------------------------------------------------------------------

@@ -217,12 +217,15 @@ def usage(message: str) -> None:
     raise typer.Exit(2)
 
 
-def run(fn: Callable[[Any], Any], quiet: bool) -> Any:
-    """Call ``fn(reporter)``; turn glimix errors into one red line and exit code 1."""
+def run(fn: Callable[[Any], Any], quiet: bool, messages: list[str] | None = None) -> Any:
+    """Call ``fn(reporter)``; turn glimix errors into one red line and exit code 1.
+    ``messages`` (when given) receives the reporter's messages, for the run's log."""
     from glimix_cli.cli.console import RichReporter, error
     from glimix_cli.errors import GlimixError
 
     rep = RichReporter(quiet=quiet)
+    if messages is not None:
+        rep.lines = messages
     try:
         with rep:
             return fn(rep)
@@ -235,11 +238,17 @@ def run(fn: Callable[[Any], Any], quiet: bool) -> Any:
         raise typer.Exit(130) from None
 
 
+#: The command line of the command being run (subcommand and its arguments), for its log.
+_ARGS: list[str] = []
+
+
 class OnceCommand(TyperCommand):
     """A command that refuses an option given twice unless it takes a list: Click keeps
     the last value silently (``--pheno-name t0 --pheno-name t5`` would scan t5 only)."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        global _ARGS
+        _ARGS = [ctx.info_name or "", *args]
         words = args[:args.index("--")] if "--" in args else args
         for param in self.params:
             # (Typer vendors its own Click: test the kind, not the class)
@@ -253,3 +262,13 @@ class OnceCommand(TyperCommand):
                 usage(f"{' and '.join(dict.fromkeys(seen))} given {len(seen)} times - give "
                       f"{names[0]} once")
         return super().parse_args(ctx, args)
+
+
+def write_run_log(out: Any, kind: str, messages: list[str], render: Callable[[Any], None],
+                  seconds: float) -> str:
+    """Write ``OUT.log`` for the command being run (see ``console.log_path``)."""
+    from glimix_cli.cli.console import log_path, write_log
+
+    path = log_path(str(out), kind)
+    write_log(path, list(_ARGS), messages, render, seconds)
+    return path

@@ -60,6 +60,8 @@ class RichReporter(Reporter):
     def __init__(self, quiet: bool = False):
         self.quiet = quiet
         self.console = console_err()
+        #: every message as plain text, quiet or not (for the run's log file)
+        self.lines: list[str] = []
         self._progress: Progress | None = None
         self._tasks: dict[str, TaskID] = {}
 
@@ -79,10 +81,12 @@ class RichReporter(Reporter):
             self._progress.stop()
 
     def info(self, message: str) -> None:
+        self.lines.append(message)
         if not self.quiet:
             self.console.print(f"[dim]·[/] {escape(message)}", soft_wrap=True)
 
     def warn(self, message: str) -> None:
+        self.lines.append(f"warning: {message}")
         if not self.quiet:
             self.console.print(f"[yellow]warning:[/] {escape(message)}", soft_wrap=True)
 
@@ -177,8 +181,8 @@ def _null_notes(null) -> list[str]:
     return notes
 
 
-def print_fit_summary(outcome, seconds: float) -> None:
-    c = console_err()
+def print_fit_summary(outcome, seconds: float, c: Console | None = None) -> None:
+    c = c or console_err()
     c.print(_samples_table(outcome.inputs.match.counts))
     for t in _null_tables(outcome.null):
         c.print(t)
@@ -189,8 +193,8 @@ def print_fit_summary(outcome, seconds: float) -> None:
     c.print(f"done in {seconds:.1f} s")
 
 
-def print_scan_summary(summary) -> None:
-    c = console_err()
+def print_scan_summary(summary, c: Console | None = None) -> None:
+    c = c or console_err()
     c.print(_samples_table(summary.inputs.match.counts))
     for t in _null_tables(summary.null):
         c.print(t)
@@ -217,3 +221,46 @@ def print_scan_summary(summary) -> None:
     rate = summary.n_variants / summary.seconds if summary.seconds > 0 else float("nan")
     c.print(f"[green]wrote[/] {summary.out}: {summary.n_variants:,} variants in "
             f"{summary.seconds:.1f} s ({rate:,.0f} variants/s)")
+
+
+def log_path(out: str, kind: str) -> str:
+    """Where a run's log goes: ``PREFIX.log`` for ``fit --out PREFIX``; for ``scan --out
+    FILE`` the file name without ``.tsv``/``.tsv.gz``, plus ``.log`` (plink2's habit)."""
+    if kind == "scan":
+        for ext in (".tsv.gz", ".tsv", ".gz"):
+            if out.endswith(ext):
+                return out[: -len(ext)] + ".log"
+    return out + ".log"
+
+
+def write_log(path: str, args: list[str], messages: list[str], render: Any,
+              seconds: float) -> None:
+    """The run's log, as plink2 writes one: the command line, the versions, every message
+    and the summary (as printed, without colour), and the time taken. ``render(console)``
+    prints the summary. Written to a temporary file and renamed (never half a log)."""
+    import io
+    import platform
+    import shlex
+    import time
+
+    from glimix_cli import __version__
+
+    versions = [f"glimix {__version__}", f"python {platform.python_version()}"]
+    for name in ("numpy", "scipy", "pandas"):
+        mod = sys.modules.get(name)
+        if mod is not None:
+            versions.append(f"{name} {mod.__version__}")
+    buf = io.StringIO()
+    rec = Console(file=buf, width=100, highlight=False, color_system=None)
+    rec.print(f"{', '.join(versions)}; {time.strftime('%Y-%m-%d %H:%M:%S %Z')}; "
+              f"{os.cpu_count()} CPUs", soft_wrap=True)
+    rec.print("command: glimix " + " ".join(shlex.quote(a) for a in args), soft_wrap=True)
+    rec.print("")
+    for m in messages:
+        rec.print(escape(m), soft_wrap=True)
+    rec.print("")
+    render(rec)
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(buf.getvalue())
+    os.replace(tmp, path)

@@ -165,3 +165,22 @@ def test_an_option_given_twice_is_refused_unless_it_takes_a_list(runner, tmp_pat
     res = runner.invoke(app, ["fit", *base, "--pheno-name", "quant", "--missing-code", "-99",
                               "--missing-code", "-999", "-q"])
     assert res.exit_code == 0, res.output
+
+
+def test_a_run_writes_its_log_as_plink2_does(runner, tmp_path):
+    out = tmp_path / "r.tsv.gz"
+    args = ["scan", "--bfile", str(EX / "cohort"), "--pheno", str(EX / "cohort.pheno.tsv"),
+            "--pheno-name", "quant", "--chr", "2", "--out", str(out), "-q"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    log = (tmp_path / "r.log").read_text()
+    assert res.output == ""  # --quiet prints nothing, the log still has everything
+    assert "command: glimix scan --bfile" in log and f"--out {out}" in log
+    assert "glimix " in log.splitlines()[0] and "numpy " in log.splitlines()[0]
+    assert "genotypes: 610 samples x 5,000 variants" in log
+    assert "phenotype non-missing" in log and "lambda_GC = " in log
+    assert f"wrote {out}: 1,667 variants" in log
+    res = runner.invoke(app, ["fit", *args[1:7], "--out", str(tmp_path / "f")])
+    assert res.exit_code == 0, res.output
+    assert "null model: normal" in (tmp_path / "f.log").read_text()
+    assert f"wrote {tmp_path / 'f.log'}" in res.output.replace("\n", "")
