@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from glimix_cli.model.gaussian import _DIRECT_DIAG
+from glimix_cli.model.gaussian import _DIRECT_DIAG, CoreOps
 
 F = NDArray[np.float64]
 #: Largest family (connected component of a sparse kinship) factorised as one block.
@@ -193,7 +193,7 @@ def _chol_inv(A: F, what: str) -> tuple[F, F]:
     return L, Li
 
 
-class BlockCore:
+class BlockCore(CoreOps):
     """:class:`~glimix_cli.model.gaussian.DenseCore`'s operations for a block-diagonal
     ``Sigma``: ``B = I + T^1/2 Sigma T^1/2`` factorised block by block."""
 
@@ -221,17 +221,6 @@ class BlockCore:
         for g, _, _, _, Binv in self._parts:
             out[g.idx] = _bmul(Binv, x[g.idx])
         return out
-
-    def solve_C(self, x: F) -> F:
-        """``C^-1 x`` with ``C = Sigma + T^-1``."""
-        sq = self.sq if x.ndim == 1 else self.sq[:, None]
-        return sq * self.solve_B(sq * x)
-
-    def tr_Cinv(self) -> float:
-        return float(np.dot(self.tau, self.diag_Binv))
-
-    def tr_Cinv_Sigma(self) -> float:
-        return float(self.tau.shape[0] - self.diag_Binv.sum())
 
     def tr_Cinv_K(self) -> float:
         """``tr(C^-1 K) = sum_blocks tr(T^1/2 B^-1 T^1/2 K)``."""

@@ -29,7 +29,32 @@ F = NDArray[np.float64]
 _DIRECT_DIAG = 1e-10
 
 
-class DenseCore:
+class CoreOps:
+    """What every core (dense, block, low rank) derives from ``sq = tau^1/2``, ``tau``,
+    ``diag_Binv`` and its own ``solve_B``."""
+
+    sq: F
+    tau: F
+    diag_Binv: F
+
+    def solve_B(self, x: F) -> F:  # pragma: no cover - each core has its own
+        raise NotImplementedError
+
+    def solve_C(self, x: F) -> F:
+        """``C^-1 x`` with ``C = Sigma + T^-1``: ``T^1/2 B^-1 T^1/2 x``."""
+        sq = self.sq if x.ndim == 1 else self.sq[:, None]
+        return sq * self.solve_B(sq * x)
+
+    def tr_Cinv(self) -> float:
+        """``tr(C^-1) = sum_i tau_i B^-1_ii``."""
+        return float(np.dot(self.tau, self.diag_Binv))
+
+    def tr_Cinv_Sigma(self) -> float:
+        """``tr(C^-1 Sigma) = n - tr(B^-1)``."""
+        return float(self.tau.shape[0] - self.diag_Binv.sum())
+
+
+class DenseCore(CoreOps):
     """Factorisation of ``B = I + T^(1/2) Sigma T^(1/2)`` for one (Sigma, tau) pair.
 
     Parameters
@@ -64,19 +89,6 @@ class DenseCore:
     # -- basic operations ----------------------------------------------------------------
     def solve_B(self, x: F) -> F:
         return cho_solve((self.L, True), x, check_finite=False)
-
-    def solve_C(self, x: F) -> F:
-        """``C^-1 x`` with ``C = Sigma + T^-1``."""
-        sq = self.sq if x.ndim == 1 else self.sq[:, None]
-        return sq * self.solve_B(sq * x)
-
-    def tr_Cinv(self) -> float:
-        """``tr(C^-1) = sum_i tau_i B^-1_ii``."""
-        return float(np.dot(self.tau, self.diag_Binv))
-
-    def tr_Cinv_Sigma(self) -> float:
-        """``tr(C^-1 Sigma) = n - tr(B^-1)``."""
-        return float(self.tau.shape[0] - self.diag_Binv.sum())
 
     def tr_Cinv_M(self, M: F) -> float:
         """``tr(C^-1 M) = tr(L^-1 T^1/2 M T^1/2 L^-T)`` for a symmetric ``M`` (n^3 flops)."""

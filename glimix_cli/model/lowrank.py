@@ -6,7 +6,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.linalg import blas, lapack
 
-from glimix_cli.model.gaussian import _DIRECT_DIAG
+from glimix_cli.model.gaussian import _DIRECT_DIAG, CoreOps
 
 F = NDArray[np.float64]
 
@@ -70,7 +70,7 @@ class LowRankPrior:
         return LowRankCore(self, tau)
 
 
-class LowRankCore:
+class LowRankCore(CoreOps):
     """:class:`~glimix_cli.model.gaussian.DenseCore`'s operations for a low-rank-plus-
     identity ``Sigma``, by Woodbury: ``B^-1 = D^-1 - D^-1 U M^-1 U^T D^-1`` with
     ``M = A^-1 + U^T D^-1 U`` (r x r) and ``log|B| = sum log D + log|M| + log|A|``;
@@ -113,16 +113,6 @@ class LowRankCore:
         xs = x * isd
         w = lapack.dpotrs(self._R, self._W.T @ xs, lower=1)[0]
         return Dx - isd * (self._W @ w)
-
-    def solve_C(self, x: F) -> F:
-        sq = self.sq if x.ndim == 1 else self.sq[:, None]
-        return sq * self.solve_B(sq * x)
-
-    def tr_Cinv(self) -> float:
-        return float(np.dot(self.tau, self.diag_Binv))
-
-    def tr_Cinv_Sigma(self) -> float:
-        return float(self.tau.shape[0] - self.diag_Binv.sum())
 
     def tr_Cinv_K(self) -> float:
         """``tr(C^-1 K) = tr(S0 U^T B^-1 U)``, ``U = T^1/2 Q0`` (O(n r^2))."""
