@@ -81,8 +81,7 @@ def read_table(
                          "whitespace or comma separated table with a header row") from None
     if header is None:
         raise InputError(f"{path}: empty file - a table needs a header row (FID IID ...)")
-    name = path.name.lower().removesuffix(".gz")
-    sep = "," if name.endswith(".csv") else ("\t" if "\t" in header else r"\s+")
+    sep = _delimiter(path, header)
     try:
         df = pd.read_csv(path, sep=sep, header=None, dtype=str, na_filter=False, skiprows=1)
     except UnicodeDecodeError:
@@ -126,8 +125,10 @@ def read_table(
     tokens = set(missing_tokens)
     out = pd.DataFrame(
         {
-            "fid": df[fid_col].astype(object) if fid_col else pd.Series([None] * len(df)),
-            "iid": df[iid_col].astype(object),
+            # IDs compared without surrounding blanks (a tab table may pad them)
+            "fid": (df[fid_col].astype(object).str.strip() if fid_col
+                    else pd.Series([None] * len(df))),
+            "iid": df[iid_col].astype(object).str.strip(),
         }
     )
     for c in data_cols:
@@ -136,6 +137,18 @@ def read_table(
     out = out.reset_index(drop=True)
     _check_unique_keys(out, str(path), "FID IID" if fid_col else "IID")
     return out
+
+
+def _delimiter(path: Path, header: str) -> str:
+    """The table's separator, from its header line whatever the file is called: a tab if
+    the header has one; a comma for a ``.csv`` or a header that is one comma-separated
+    word (``FID,IID,bmi``); else runs of whitespace."""
+    if "\t" in header:
+        return "\t"
+    name = path.name.lower().removesuffix(".gz")
+    if name.endswith(".csv") or ("," in header and len(header.split()) == 1):
+        return ","
+    return r"\s+"
 
 
 def _first_line(path: Path) -> str | None:

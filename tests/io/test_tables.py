@@ -25,10 +25,22 @@ def _write(tmp_path: Path, name: str, text: str) -> Path:
         ("b.tsv", "#FID\tIID\tx\nf1\ti1\t1\nf2\ti2\t\n"),
         ("c.csv", "fid,iid,x\nf1, i1 ,1\nf2,i2,-9\n"),
         ("d.txt", "Fid   Iid  x\nf1 i1 1\nf2 i2 nan\n"),
+        # the delimiter comes from the header line, whatever the file is called
+        ("e.tsv", "FID,IID,x\nf1,i1,1\nf2,i2,NA\n"),
+        ("f.txt.gz", None),
+        # blanks around IDs in a tab table are not part of the ID
+        ("g.tsv", "FID\tIID\tx\n f1 \ti1 \t1\nf2\t i2\tNA\n"),
     ],
 )
-def test_read_table_formats(tmp_path: Path, name: str, text: str) -> None:
-    df = read_table(_write(tmp_path, name, text))
+def test_read_table_formats(tmp_path: Path, name: str, text: str | None) -> None:
+    if text is None:  # a gzipped comma table without .csv in its name
+        import gzip
+
+        p = tmp_path / name
+        p.write_bytes(gzip.compress(b"#FID,IID,x\nf1,i1,1\nf2,i2,\n"))
+    else:
+        p = _write(tmp_path, name, text)
+    df = read_table(p)
     assert list(df.columns) == ["fid", "iid", "x"]
     assert df["fid"].tolist() == ["f1", "f2"] and df["iid"].tolist() == ["i1", "i2"]
     assert df["x"].iloc[0] == "1" and pd.isna(df["x"].iloc[1])
