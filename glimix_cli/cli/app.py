@@ -86,7 +86,7 @@ def fit(
         print_fit_summary(outcome, seconds)
     if out is not None:
         log = write_run_log(out, "fit", messages,
-                            lambda c: print_fit_summary(outcome, seconds, c), seconds)
+                            lambda c: print_fit_summary(outcome, seconds, c))
         if not quiet:
             console_err().print(f"[green]wrote[/] {log}")
 
@@ -178,8 +178,7 @@ def scan(
     summary = run(lambda rep: run_scan(cfg, scfg, out, rep), quiet, messages)
     if not quiet:
         print_scan_summary(summary)
-    log = write_run_log(out, "scan", messages, lambda c: print_scan_summary(summary, c),
-                        summary.seconds)
+    log = write_run_log(out, "scan", messages, lambda c: print_scan_summary(summary, c))
     if not quiet:
         console_err().print(f"[green]wrote[/] {log}")
 

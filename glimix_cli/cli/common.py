@@ -264,11 +264,11 @@ class OnceCommand(TyperCommand):
         return super().parse_args(ctx, args)
 
 
-def write_run_log(out: Any, kind: str, messages: list[str], render: Callable[[Any], None],
-                  seconds: float) -> str:
+def write_run_log(out: Any, kind: str, messages: list[str], render: Callable[[Any], None]
+                  ) -> str:
     """Write ``OUT.log`` for the command being run (see ``console.log_path``)."""
     from glimix_cli.cli.console import log_path, write_log
 
     path = log_path(str(out), kind)
-    write_log(path, list(_ARGS), messages, render, seconds)
+    write_log(path, list(_ARGS), messages, render)
     return path

@@ -233,11 +233,11 @@ def log_path(out: str, kind: str) -> str:
     return out + ".log"
 
 
-def write_log(path: str, args: list[str], messages: list[str], render: Any,
-              seconds: float) -> None:
+def write_log(path: str, args: list[str], messages: list[str], render: Any) -> None:
     """The run's log, as plink2 writes one: the command line, the versions, every message
-    and the summary (as printed, without colour), and the time taken. ``render(console)``
-    prints the summary. Written to a temporary file and renamed (never half a log)."""
+    and the summary (as printed, without colour: it ends with the time taken).
+    ``render(console)`` prints the summary. Written to a temporary file and renamed (never
+    half a log)."""
     import io
     import platform
     import shlex

@@ -184,3 +184,15 @@ def test_a_run_writes_its_log_as_plink2_does(runner, tmp_path):
     assert res.exit_code == 0, res.output
     assert "null model: normal" in (tmp_path / "f.log").read_text()
     assert f"wrote {tmp_path / 'f.log'}" in res.output.replace("\n", "")
+
+
+@needs_plink2
+def test_a_plink2_eigenvec_file_is_a_covariate_table_as_it_is(runner, tmp_path):
+    """PCs for ancestry: plink2 --pca's .eigenvec (#FID IID PC1 ...) works as --covar."""
+    subprocess.run([PLINK2, "--bfile", str(EX / "cohort"), "--pca", "4", "--out",
+                    str(tmp_path / "pc")], check=True, capture_output=True)
+    res, null = _fit(runner, tmp_path, "--covar", str(tmp_path / "pc.eigenvec"))
+    assert res.exit_code == 0, res.output
+    data = json.loads(null.read_text())
+    assert data["null"]["covariates"] == ["intercept", "PC1", "PC2", "PC3", "PC4"]
+    assert data["samples"]["counts"]["with covariates"] == len(_with_quant())
