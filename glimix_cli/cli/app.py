@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from glimix_cli.cli import cmd_export, cmd_plot
+from glimix_cli.cli import cmd_export, cmd_pca, cmd_plot
 from glimix_cli.cli.common import (
     BfileOpt,
     InputOptions,
@@ -22,6 +22,8 @@ from glimix_cli.cli.common import (
     OnceCommand,
     QuietOpt,
     ScanTest,
+    ScreenMarkersOpt,
+    SparseCutoffOpt,
     ThreadsOpt,
     input_config,
     input_options,
@@ -192,22 +194,39 @@ def kinship(
     kinship_extract: KinExtractOpt = None,
     maf: Annotated[float, typer.Option("--maf", min=0.0, max=0.5,
                                        help="MAF floor for GRM variants.")] = 0.0,
+    sparse_cutoff: SparseCutoffOpt = None,
+    screen_markers: ScreenMarkersOpt = None,
     threads: ThreadsOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
-    """Build the standardised GRM and cache its eigendecomposition for fit and scan."""
+    """Build the standardised GRM and cache its eigendecomposition for fit and scan (with
+    --sparse-cutoff: the sparse GRM of the related pairs, for large cohorts)."""
     limit_threads(threads)
     from glimix_cli.cli.console import console_err
     from glimix_cli.pipeline.kinship import run_kinship
 
     if out.suffix != ".npz":
         usage(f"--out {out}: the kinship cache must end in .npz")
-    info = run(lambda rep: run_kinship(bfile, kinship_extract, maf, out, rep), quiet)
-    if not quiet:
+    if screen_markers is not None and sparse_cutoff is None:
+        usage("--screen-markers needs --sparse-cutoff")
+    info = run(lambda rep: run_kinship(bfile, kinship_extract, maf, out, rep, sparse_cutoff,
+                                       screen_markers), quiet)
+    if quiet:
+        return
+    if "sparse" in info:
+        sp = info["sparse"]
+        screen = ("every marker screened" if sp["exact_screen"] else
+                  f"pairs screened with {sp['screen_markers']:,} markers; a pair at the cutoff "
+                  f"is found with probability {sp['detect_at_cutoff']:.2g}")
         console_err().print(
-            f"[green]wrote[/] {out}: {info['n_samples']:,} samples, "
-            f"{info['n_variants_used']:,} variants, rank {info['rank']:,} "
-            f"({info['monomorphic']:,} monomorphic skipped)")
+            f"[green]wrote[/] {out}: sparse GRM of {info['n_samples']:,} samples from "
+            f"{info['n_variants_used']:,} variants, cutoff {sp['cutoff']:g}: {sp['pairs']:,} "
+            f"pairs, {sp['families']:,} families (largest {sp['largest']:,}); {screen}")
+        return
+    console_err().print(
+        f"[green]wrote[/] {out}: {info['n_samples']:,} samples, "
+        f"{info['n_variants_used']:,} variants, rank {info['rank']:,} "
+        f"({info['monomorphic']:,} monomorphic skipped)")
 
 
 # -- merge -------------------------------------------------------------------------------------
@@ -229,6 +248,7 @@ def merge(
 
 
 cmd_export.register(app)
+cmd_pca.register(app)
 cmd_plot.register(app)
 
 

@@ -66,12 +66,30 @@ MissingOpt = Annotated[
 KinshipOpt = Annotated[
     Path | None,
     typer.Option("--kinship", exists=True, dir_okay=False,
-                 help="Precomputed kinship matrix (GEMMA .cXX.txt or with an ID header)."),
+                 help="Precomputed kinship: a matrix (GEMMA .cXX.txt, or with an ID header), "
+                      "or a sparse table of relatives: GCTA PREFIX.grm.sp (with PREFIX.grm.id) "
+                      "or a KING / plink2 --make-king-table .kin0 (GRM entry = 2 x kinship). "
+                      "Samples a sparse table does not list are unrelated."),
 ]
 KinshipCacheOpt = Annotated[
     Path | None,
     typer.Option("--kinship-cache",
-                 help="Kinship cache (.npz) from `glimix kinship`; used when it exists."),
+                 help="Kinship cache (.npz) from `glimix kinship`, dense or sparse; used "
+                      "when it exists."),
+]
+SparseCutoffOpt = Annotated[
+    float | None,
+    typer.Option("--sparse-cutoff", min=0.001, max=0.999,
+                 help="Use a sparse GRM: keep the pairs whose GRM entry is at least this "
+                      "(fastGWA: 0.05; third-degree relatives are 0.125), everyone else "
+                      "unrelated. For cohorts too large for a dense kinship."),
+]
+ScreenMarkersOpt = Annotated[
+    int | None,
+    typer.Option("--screen-markers", min=1,
+                 help="Random markers that screen all pairs for the sparse GRM before the "
+                      "flagged pairs are computed from every marker (default: (8 / cutoff)^2, "
+                      "at least 2,000, within 2 GiB)."),
 ]
 KinExtractOpt = Annotated[
     Path | None,
@@ -118,6 +136,8 @@ class InputOptions:
     kinship_cache: KinshipCacheOpt = None
     kinship_extract: KinExtractOpt = None
     kinship_maf: KinMafOpt = 0.0
+    sparse_cutoff: SparseCutoffOpt = None
+    screen_markers: ScreenMarkersOpt = None
     keep: KeepOpt = None
     remove: RemoveOpt = None
 
@@ -159,6 +179,11 @@ def input_config(o: InputOptions) -> Any:
 
     if o.kinship is not None and o.kinship_cache is not None:
         usage("--kinship and --kinship-cache are alternatives: give one")
+    if o.kinship is not None and o.sparse_cutoff is not None:
+        usage("--kinship and --sparse-cutoff are alternatives: --sparse-cutoff builds the "
+              "sparse GRM from the genotypes")
+    if o.screen_markers is not None and o.sparse_cutoff is None:
+        usage("--screen-markers needs --sparse-cutoff")
     # as plink2's --input-missing-phenotype adds a code: the defaults stay missing
     missing = tuple(dict.fromkeys([*DEFAULT_MISSING, *(o.missing_code or [])]))
     pheno_name = o.pheno_name
@@ -176,7 +201,8 @@ def input_config(o: InputOptions) -> Any:
         trials_name=o.trials_name, covar=o.covar, covar_names=tuple(o.covar_name or ()),
         covar_cat=tuple(o.covar_cat or ()), missing_codes=missing, kinship=o.kinship,
         kinship_cache=o.kinship_cache, kinship_extract=o.kinship_extract,
-        kinship_maf=o.kinship_maf, keep=o.keep, remove=o.remove,
+        kinship_maf=o.kinship_maf, sparse_cutoff=o.sparse_cutoff,
+        screen_markers=o.screen_markers, keep=o.keep, remove=o.remove,
     )
 
 

@@ -1,9 +1,13 @@
 """Save and load a kinship eigendecomposition (``.npz``, no pickle).
 
-The file holds ``Q0`` (n, k), ``S0`` (k,), ``n``, the sample keys ``fid``/``iid`` (str
+A dense cache holds ``Q0`` (n, k), ``S0`` (k,), ``n``, the sample keys ``fid``/``iid`` (str
 arrays; ``has_fid`` False when matched on IID alone), a ``fingerprint`` (a JSON string in a
 one-element str array) of the genotypes and options it was built from, and
 ``format_version``. ``Q1`` is not stored: the models use ``I - Q0 Q0^T`` instead.
+
+A sparse cache (``glimix kinship --sparse-cutoff``) has ``kind = "sparse"`` and, instead of
+``Q0``/``S0``, the upper triangle of the sparse GRM (diagonal included) as ``row``, ``col``,
+``val``, plus an ``info`` JSON string (cutoff, screening).
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ from glimix_cli.io.atomic import atomic_binary
 from glimix_cli.io.plink import Bfile
 from glimix_cli.model.linalg import QSType
 
-__all__ = ["FORMAT_VERSION", "bfile_fingerprint", "load_kinship_cache", "save_kinship_cache"]
+__all__ = ["FORMAT_VERSION", "bfile_fingerprint", "cache_kind", "load_kinship_cache",
+           "load_sparse_kinship_cache", "save_kinship_cache", "save_sparse_kinship_cache"]
 
 FORMAT_VERSION = 1
 _REBUILD = "rebuild it with `glimix kinship ... --out FILE.npz`"
@@ -89,13 +94,17 @@ def save_kinship_cache(
     n = iid_arr.size
     if Q0.ndim != 2 or Q0.shape[0] != n or S0.size != Q0.shape[1]:
         raise ValueError(f"QS shapes Q0 {Q0.shape}, S0 {S0.shape} do not match {n} samples")
+    _write(path, {"Q0": Q0, "S0": S0}, fid, iid_arr, fingerprint)
+
+
+def _write(path: Path, arrays: dict[str, Any], fid: ArrayLike | None, iid_arr: Any,
+           fingerprint: dict[str, Any]) -> None:
     has_fid = fid is not None
     fid_arr = np.asarray([str(f) for f in fid], dtype=str) if has_fid else np.array([], str)
     arrays = {
         "format_version": np.array(FORMAT_VERSION),
-        "Q0": Q0,
-        "S0": S0,
-        "n": np.array(n),
+        **arrays,
+        "n": np.array(iid_arr.size),
         "has_fid": np.array(has_fid),
         "fid": fid_arr,
         "iid": iid_arr,
@@ -104,6 +113,28 @@ def save_kinship_cache(
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_binary(path) as fh:
         np.savez(fh, **arrays)
+
+
+def save_sparse_kinship_cache(path: str | os.PathLike[str], K: Any, fid: ArrayLike | None,
+                              iid: ArrayLike, fingerprint: dict[str, Any],
+                              info: dict[str, Any]) -> None:
+    """Write a sparse kinship (``scipy.sparse``, n x n, symmetric) and its sample keys to
+    ``path`` atomically; ``info`` (JSON-serialisable) describes how it was built."""
+    from scipy import sparse
+
+    iid_arr = np.asarray([str(i) for i in iid], dtype=str)
+    if K.shape != (iid_arr.size, iid_arr.size):
+        raise ValueError(f"K of shape {K.shape} does not match {iid_arr.size} samples")
+    U = sparse.triu(K, 0).tocoo()
+    _write(Path(path), {"kind": np.array("sparse"), "row": U.row.astype(np.int64),
+                        "col": U.col.astype(np.int64), "val": U.data.astype(np.float64),
+                        "info": np.array([json.dumps(info, sort_keys=True)])},
+           fid, iid_arr, fingerprint)
+
+
+def cache_kind(path: str | os.PathLike[str]) -> str:
+    """``dense`` or ``sparse``: what a kinship cache holds (InputError when unreadable)."""
+    return str(_read(Path(path)).get("kind", "dense"))
 
 
 def load_kinship_cache(
@@ -135,17 +166,46 @@ def load_kinship_cache(
         Unreadable file, other samples (or order), or a different fingerprint; the message
         says what differs and how to rebuild.
     """
-    path = Path(path)
+    data = _load_checked(Path(path), fingerprint_expected, fid, iid, "dense")
+    Q0 = data["Q0"]
+    return (Q0, np.empty((Q0.shape[0], 0))), data["S0"]
+
+
+def load_sparse_kinship_cache(path: str | os.PathLike[str],
+                              fingerprint_expected: dict[str, Any] | None, fid: ArrayLike | None,
+                              iid: ArrayLike) -> tuple[Any, dict[str, Any]]:
+    """A sparse kinship cache (CSR, n x n) checked like :func:`load_kinship_cache`, and its
+    build ``info``."""
+    from scipy import sparse
+
+    data = _load_checked(Path(path), fingerprint_expected, fid, iid, "sparse")
+    n = int(data["n"])
+    U = sparse.coo_matrix((data["val"], (data["row"], data["col"])), shape=(n, n)).tocsr()
+    off = sparse.triu(U, 1)
+    return (U + off.T).tocsr(), json.loads(str(data["info"][0]))
+
+
+def _read(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise InputError(f"{path}: kinship cache not found - {_REBUILD}")
     try:
         with np.load(path, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
+            return {k: z[k] for k in z.files}
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
         raise InputError(
             f"{path}: not a glimix kinship cache ({' '.join(str(exc).split())}) - {_REBUILD}"
         ) from None
-    required = {"format_version", "Q0", "S0", "n", "has_fid", "fid", "iid", "fingerprint"}
+
+
+def _load_checked(path: Path, fingerprint_expected: dict[str, Any] | None,
+                  fid: ArrayLike | None, iid: ArrayLike, kind: str) -> dict[str, Any]:
+    data = _read(path)
+    stored_kind = str(data.get("kind", "dense"))
+    if stored_kind != kind:
+        raise InputError(f"{path}: holds a {stored_kind} kinship, a {kind} one was expected - "
+                         f"{_REBUILD}")
+    arrays = ("row", "col", "val", "info") if kind == "sparse" else ("Q0", "S0")
+    required = {"format_version", *arrays, "n", "has_fid", "fid", "iid", "fingerprint"}
     lacking = sorted(required - set(data))
     if lacking:
         raise InputError(
@@ -179,8 +239,7 @@ def load_kinship_cache(
             raise InputError(
                 f"{path}: kinship cache was built from other inputs ({shown}) - {_REBUILD}"
             )
-    Q0 = data["Q0"]
-    return (Q0, np.empty((Q0.shape[0], 0))), data["S0"]
+    return data
 
 
 def _key_strings(fid: list[str] | None, iid: Any) -> list[str]:

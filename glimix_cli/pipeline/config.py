@@ -21,10 +21,14 @@ class InputConfig:
     covar_names: tuple[str, ...] = ()
     covar_cat: tuple[str, ...] = ()
     missing_codes: tuple[str, ...] = DEFAULT_MISSING
-    kinship: Path | None = None  # precomputed matrix (text)
+    kinship: Path | None = None  # precomputed matrix (text) or sparse table (.grm.sp, .kin0)
     kinship_cache: Path | None = None  # .npz from `glimix kinship`
     kinship_extract: Path | None = None
     kinship_maf: float = 0.0
+    #: build a sparse GRM keeping the pairs at or above this GRM value (None: dense)
+    sparse_cutoff: float | None = None
+    #: markers that screen the pairs for the sparse GRM (None: automatic)
+    screen_markers: int | None = None
     #: plink2 --keep / --remove: sample lists (FID IID or IID per line)
     keep: Path | None = None
     remove: Path | None = None

@@ -22,6 +22,7 @@ from glimix_cli.io.tables import (
     sole_trait_column,
 )
 from glimix_cli.kinship import bfile_fingerprint, read_kinship_matrix
+from glimix_cli.kinship.sparse import SparseTable, is_sparse_kinship_file, read_sparse_kinship
 from glimix_cli.pipeline.config import InputConfig
 from glimix_cli.pipeline.progress import Reporter
 from glimix_cli.registry import BINARY_LIKELIHOODS, LIKELIHOODS
@@ -36,7 +37,9 @@ class Inputs:
     """The analysed samples' trait, trials and design, and where they came from.
 
     ``kinship_matrix`` is the ``--kinship`` matrix as read (all of its samples; the
-    kinship step keeps the analysed ones), else None.
+    kinship step keeps the analysed ones), else None; ``kinship_table`` the ``--kinship``
+    sparse table (``.grm.sp``, ``.kin0``), whose samples need not all be listed (the absent
+    ones are unrelated), else None.
     """
 
     bfile: Bfile
@@ -47,6 +50,7 @@ class Inputs:
     trait_coding: str
     fingerprint: dict[str, Any]
     kinship_matrix: F | None = None
+    kinship_table: SparseTable | None = None
 
 
 def file_fingerprint(path: Path | None, hash_limit: int = 64 << 20) -> dict[str, Any] | None:
@@ -92,7 +96,10 @@ def load_inputs(cfg: InputConfig, rep: Reporter) -> Inputs:
                      "(the trait)")
     kin_ids = None
     kin_matrix = None
-    if cfg.kinship is not None:
+    kin_table = None
+    if cfg.kinship is not None and is_sparse_kinship_file(cfg.kinship):
+        kin_table = read_sparse_kinship(cfg.kinship)
+    elif cfg.kinship is not None:
         kin_matrix, kin_ids = read_kinship_matrix(cfg.kinship, bfile.samples)
     selected = select_samples(bfile.samples, cfg.keep, cfg.remove)
     for step, mask in selected:
@@ -119,7 +126,7 @@ def load_inputs(cfg: InputConfig, rep: Reporter) -> Inputs:
         "keep": file_fingerprint(cfg.keep),
         "remove": file_fingerprint(cfg.remove),
     }
-    return Inputs(bfile, match, y, trials, design, trait.coding, fp, kin_matrix)
+    return Inputs(bfile, match, y, trials, design, trait.coding, fp, kin_matrix, kin_table)
 
 
 def _design(cfg: InputConfig, cov: Any, match: SampleMatch) -> Design:

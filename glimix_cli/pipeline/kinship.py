@@ -1,5 +1,6 @@
-"""Step 2: the kinship of the analysed samples (a precomputed matrix, the cache of
-``glimix kinship``, or the GRM streamed from the genotypes), and the ``kinship`` command."""
+"""Step 2: the kinship of the analysed samples (a precomputed matrix or sparse table, the
+cache of ``glimix kinship``, the sparse GRM of ``--sparse-cutoff``, or the dense GRM
+streamed from the genotypes), and the ``kinship`` command."""
 
 from __future__ import annotations
 
@@ -19,6 +20,14 @@ from glimix_cli.kinship import (
     load_kinship_cache,
     save_kinship_cache,
 )
+from glimix_cli.kinship.cache import (
+    cache_kind,
+    load_sparse_kinship_cache,
+    save_sparse_kinship_cache,
+)
+from glimix_cli.kinship.sparse import project_psd, restrict, sparse_summary
+from glimix_cli.kinship.sparse_grm import SparseGRMResult, sparse_grm
+from glimix_cli.model.blocks import MAX_BLOCK
 from glimix_cli.model.linalg import QSType, economic_qs
 from glimix_cli.pipeline.config import InputConfig
 from glimix_cli.pipeline.inputs import Inputs, file_fingerprint
@@ -26,18 +35,32 @@ from glimix_cli.pipeline.progress import Reporter
 from glimix_cli.pipeline.qc import select_variants
 
 F = NDArray[np.float64]
+#: Peak memory of a dense-kinship run, in units of one n x n float64 matrix (measured:
+#: ``fit -l bernoulli`` at n = 10,000 peaked at 7.3 GB, 9.1 of them).
+DENSE_MATRICES = 9.5
 
 
 @dataclass
 class Kinship:
-    """The kinship of the analysed samples, and its eigendecomposition once known."""
+    """The kinship of the analysed samples, and its eigendecomposition once known.
 
-    K: F  # analysed samples x analysed samples
+    ``K`` is a dense (n, n) array, or a ``scipy.sparse`` CSR matrix for a sparse kinship
+    (then ``summary`` holds its pairs, families and largest family).
+    """
+
+    K: Any  # analysed samples x analysed samples
     QS: QSType | None  # eigendecomposition of K, when already known
     source: str
     n_variants: int | None = None
+    summary: dict[str, int] | None = None
+
+    @property
+    def sparse(self) -> bool:
+        return self.summary is not None
 
     def qs(self) -> QSType:
+        if self.sparse:
+            raise ValueError("a sparse kinship has no global eigendecomposition")
         if self.QS is None:
             self.QS = economic_qs(self.K)
         return self.QS
@@ -48,7 +71,62 @@ def kinship_options(cfg: InputConfig) -> dict[str, Any]:
     extract = None
     if cfg.kinship_extract is not None:
         extract = file_fingerprint(cfg.kinship_extract)
-    return {"kinship_extract": extract, "maf_min": cfg.kinship_maf}
+    opts: dict[str, Any] = {"kinship_extract": extract, "maf_min": cfg.kinship_maf}
+    if cfg.sparse_cutoff is not None:
+        opts["sparse_cutoff"] = cfg.sparse_cutoff
+        opts["screen_markers"] = cfg.screen_markers
+    return opts
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to this run (Linux ``MemAvailable``), None if unknown."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def check_dense_memory(n: int) -> None:
+    """Refuse, before any work, a dense kinship that this machine cannot hold."""
+    need = DENSE_MATRICES * 8.0 * n * n
+    avail = available_memory()
+    if avail is not None and need > avail:
+        raise InputError(
+            f"{n:,} samples: a dense kinship run needs about {need / 2**30:.0f} GiB, this "
+            f"machine has {avail / 2**30:.1f} GiB available - use a sparse kinship: "
+            "--sparse-cutoff 0.05 (or --kinship FILE.grm.sp / FILE.kin0, or a cache from "
+            "`glimix kinship --sparse-cutoff`)")
+
+
+def _sparse_kinship(K: Any, source: str, rep: Reporter, n_variants: int | None = None,
+                    detail: str = "") -> Kinship:
+    """A sparse kinship of the analysed samples, made positive semi-definite per family."""
+    K, n_adj, worst = project_psd(K)
+    if n_adj:
+        rep.warn(f"kinship: {n_adj:,} families' blocks were not positive semi-definite "
+                 f"(smallest eigenvalue {worst:.3g}); their negative eigenvalues were set to 0")
+    summ = sparse_summary(K)
+    if summ["largest"] > MAX_BLOCK:
+        raise InputError(f"kinship: the sparse {source} joins {summ['largest']:,} samples into "
+                         f"one family (relatives of relatives), above the cap {MAX_BLOCK:,} - "
+                         "keep fewer distant pairs (a higher --sparse-cutoff, or a filtered "
+                         "table)")
+    rep.info(f"kinship: sparse {source}{detail}: {summ['pairs']:,} pairs of relatives, "
+             f"{summ['families']:,} families ({summ['in_families']:,} samples, the largest "
+             f"{summ['largest']:,}), {K.shape[0] - summ['in_families']:,} unrelated")
+    return Kinship(K, None, source, n_variants, summ)
+
+
+def _sparse_detail(res: SparseGRMResult) -> str:
+    how = ("every kinship marker screened" if res.exact_screen else
+           f"pairs screened with {res.n_screen:,} random markers (threshold {res.threshold:.3g}; "
+           f"a pair at the cutoff is found with probability {res.detect_at_cutoff:.2g})")
+    return (f" of cutoff {res.cutoff:g} from {res.n_variants_used:,} variants, {how}, "
+            f"{res.flagged:,} pairs computed exactly")
 
 
 def _kinship_variants(extract: Path | None, bfile: Bfile) -> NDArray[np.intp] | None:
@@ -73,6 +151,10 @@ def build_kinship(cfg: InputConfig, inputs: Inputs, rep: Reporter) -> Kinship:
     """The kinship of ``inputs``' analysed samples, from the first source ``cfg`` names."""
     bfile, match = inputs.bfile, inputs.match
     idx = match.geno_index
+    if inputs.kinship_table is not None:
+        K, named = restrict(inputs.kinship_table, match.fid, match.iid)
+        return _sparse_kinship(K, f"kinship table {cfg.kinship}", rep,
+                               detail=f" ({named:,} of the {match.n:,} samples listed)")
     if inputs.kinship_matrix is not None:
         assert match.kinship_index is not None
         k = match.kinship_index
@@ -80,6 +162,12 @@ def build_kinship(cfg: InputConfig, inputs: Inputs, rep: Reporter) -> Kinship:
         return Kinship(np.ascontiguousarray(inputs.kinship_matrix[np.ix_(k, k)]), None,
                        str(cfg.kinship))
     if cfg.kinship_cache is not None and Path(cfg.kinship_cache).exists():
+        if cache_kind(cfg.kinship_cache) == "sparse":
+            return _cached_sparse(cfg, inputs, rep)
+        if cfg.sparse_cutoff is not None:
+            raise InputError(f"{cfg.kinship_cache}: holds a dense kinship, but --sparse-cutoff "
+                             "asks for a sparse one - drop one of the two options")
+        check_dense_memory(match.n)
         fp = bfile_fingerprint(bfile, kinship_options(cfg))
         s = bfile.samples
         QS = load_kinship_cache(cfg.kinship_cache, fp, s["fid"].to_numpy(),
@@ -90,6 +178,10 @@ def build_kinship(cfg: InputConfig, inputs: Inputs, rep: Reporter) -> Kinship:
         return Kinship(_dense(QS, idx), None, str(cfg.kinship_cache))
     variants = _kinship_variants(cfg.kinship_extract, bfile)
     m = bfile.n_variants if variants is None else variants.size
+    if cfg.sparse_cutoff is not None:
+        res = _build_sparse(bfile, idx, variants, cfg, rep)
+        return _sparse_kinship(res.K, "GRM", rep, res.n_variants_used, _sparse_detail(res))
+    check_dense_memory(match.n)
     rep.start("kinship", m)
     # eigendecomposition deferred (Kinship.qs): only the Normal fit needs it, the EP fit of
     # the other likelihoods works on K itself (saves an n^3 eigh: 25-60 s at n = 5,000)
@@ -111,14 +203,53 @@ def build_kinship(cfg: InputConfig, inputs: Inputs, rep: Reporter) -> Kinship:
     return Kinship(K, res.QS, "GRM", res.n_variants_used)
 
 
+def _build_sparse(bfile: Bfile, idx: NDArray[np.intp] | None, variants: NDArray[np.intp] | None,
+                  cfg: InputConfig, rep: Reporter) -> SparseGRMResult:
+    assert cfg.sparse_cutoff is not None
+    rep.start("kinship", 100)
+    res = sparse_grm(bfile, idx, variants, cfg.kinship_maf, cfg.sparse_cutoff,
+                     cfg.screen_markers,
+                     progress=lambda done, total: rep.update("kinship", 100 * done // total))
+    rep.finish("kinship")
+    if res.detect_at_cutoff < 0.99:
+        rep.warn(f"kinship: with {res.n_screen:,} screening markers a pair at the cutoff "
+                 f"{res.cutoff:g} is found with probability {res.detect_at_cutoff:.2g} "
+                 "(closer relatives: about 1) - raise --screen-markers for more")
+    return res
+
+
+def _cached_sparse(cfg: InputConfig, inputs: Inputs, rep: Reporter) -> Kinship:
+    """A sparse cache of ``glimix kinship --sparse-cutoff``, for the analysed samples."""
+    bfile, idx = inputs.bfile, inputs.match.geno_index
+    opts = kinship_options(cfg)
+    opts.pop("sparse_cutoff", None)
+    opts.pop("screen_markers", None)
+    s = bfile.samples
+    K, info = load_sparse_kinship_cache(cfg.kinship_cache, bfile_fingerprint(bfile, opts),
+                                        s["fid"].to_numpy(), s["iid"].to_numpy())
+    if cfg.sparse_cutoff is not None and cfg.sparse_cutoff != info.get("cutoff"):
+        raise InputError(f"{cfg.kinship_cache}: a sparse kinship of cutoff {info.get('cutoff')}, "
+                         f"this run asks for --sparse-cutoff {cfg.sparse_cutoff:g} - rebuild it "
+                         "or drop --sparse-cutoff")
+    if idx.size < bfile.n_samples:
+        K = K[idx][:, idx].tocsr()
+    return _sparse_kinship(K, f"cache {cfg.kinship_cache}", rep, info.get("n_variants_used"),
+                           f" (cutoff {info.get('cutoff')})")
+
+
 def run_kinship(bfile_path: Path, extract: Path | None, maf: float, out: Path,
-                rep: Reporter) -> dict[str, Any]:
-    """``glimix kinship``: the GRM of every sample and its eigendecomposition, cached."""
+                rep: Reporter, sparse_cutoff: float | None = None,
+                screen_markers: int | None = None) -> dict[str, Any]:
+    """``glimix kinship``: the GRM of every sample and its eigendecomposition, cached (or
+    with ``sparse_cutoff``, the sparse GRM)."""
     check_output(out)
     bfile = open_bfile(bfile_path)
     cfg = InputConfig(bfile=bfile_path, pheno=Path("."), pheno_name="", kinship_extract=extract,
-                      kinship_maf=maf)
+                      kinship_maf=maf, sparse_cutoff=sparse_cutoff, screen_markers=screen_markers)
     variants = _kinship_variants(extract, bfile)
+    if sparse_cutoff is not None:
+        return _run_sparse_kinship(bfile, variants, cfg, out, rep)
+    check_dense_memory(bfile.n_samples)
     m = bfile.n_variants if variants is None else variants.size
     rep.start("kinship", m)
     res = kinship_qs(bfile, None, variants, maf,
@@ -133,3 +264,23 @@ def run_kinship(bfile_path: Path, extract: Path | None, maf: float, out: Path,
     return {"n_samples": bfile.n_samples, "n_variants_used": res.n_variants_used,
             "rank": int(res.QS[1].size), "monomorphic": res.n_skipped_monomorphic,
             "skipped_maf": res.n_skipped_maf}
+
+
+def _run_sparse_kinship(bfile: Bfile, variants: NDArray[np.intp] | None, cfg: InputConfig,
+                        out: Path, rep: Reporter) -> dict[str, Any]:
+    res = _build_sparse(bfile, None, variants, cfg, rep)
+    K, n_adj, worst = project_psd(res.K)
+    summ = sparse_summary(K)
+    opts = kinship_options(cfg)
+    opts.pop("sparse_cutoff", None)
+    opts.pop("screen_markers", None)
+    info = {"cutoff": res.cutoff, "n_variants_used": res.n_variants_used,
+            "screen_markers": res.n_screen, "threshold": res.threshold, "flagged": res.flagged,
+            "exact_screen": res.exact_screen, "detect_at_cutoff": res.detect_at_cutoff,
+            "psd_adjusted": n_adj, **summ}
+    s = bfile.samples
+    save_sparse_kinship_cache(out, K, s["fid"].to_numpy(), s["iid"].to_numpy(),
+                              bfile_fingerprint(bfile, opts), info)
+    return {"n_samples": bfile.n_samples, "n_variants_used": res.n_variants_used,
+            "monomorphic": res.n_skipped_monomorphic, "skipped_maf": res.n_skipped_maf,
+            "sparse": info, "psd_min_eigenvalue": worst}

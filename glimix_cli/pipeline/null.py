@@ -11,9 +11,11 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy.sparse import issparse
 from scipy.stats import chi2
 
 from glimix_cli.errors import ConvergenceError
+from glimix_cli.model.blocks import BlockKinship
 from glimix_cli.model.glm import fit_null as glm_fit_null
 from glimix_cli.model.glmm import GLMMExpFam
 from glimix_cli.model.lmm import LMM
@@ -136,7 +138,10 @@ def fit_null_arrays(y: F, trials: F | None, X: F, names: list[str], kin: Kinship
 def _fit_normal(y: F, X: F, names: list[str], kin: Kinship, t0: float) -> NullModel:
     # REML for the variance ratio: the standardised GRM is singular along the intercept
     # direction, where ML would push delta to 0 (log|V| -> -inf).
-    lmm = LMM(y, X, kin.qs(), restricted=True)
+    if kin.sparse:  # family by family: each block's eigendecomposition
+        lmm = LMM(y, X, restricted=True, K=kin.K)
+    else:
+        lmm = LMM(y, X, kin.qs(), restricted=True)
     lmm.fit()
     # the scanner's covariance (1 - delta) K + delta I, from the K already in memory
     # (LMM.get_fast_scanner would rebuild it from Q0 S0 Q0^T: 2 n^3 more flops)
@@ -149,8 +154,11 @@ def _fit_normal(y: F, X: F, names: list[str], kin: Kinship, t0: float) -> NullMo
         time.perf_counter() - t0, scanner=scanner)
 
 
-def normal_scanner(y: F, X: F, K: F, delta: float) -> FastScanner:
-    """The Normal trait's scanner, whitening by ``(1 - delta) K + delta I``."""
+def normal_scanner(y: F, X: F, K: Any, delta: float) -> FastScanner:
+    """The Normal trait's scanner, whitening by ``(1 - delta) K + delta I`` (``K`` dense,
+    or ``scipy.sparse``: whitened family by family)."""
+    if issparse(K):
+        return FastScanner.from_whitener(y, X, BlockKinship(K).whitener(1.0 - delta, delta))
     C = (1.0 - delta) * K
     C[np.diag_indices(y.size)] += delta
     return FastScanner.from_covariance(y, X, C)
@@ -205,12 +213,18 @@ def _fit_ep(y: F, trials: F | None, X: F, names: list[str], kin: Kinship, likeli
     return res
 
 
-def related_fraction(K: F, threshold: float = RELATIVE_GRM) -> float:
+def related_fraction(K: Any, threshold: float = RELATIVE_GRM) -> float:
     """Fraction of samples with at least one relative (an off-diagonal GRM entry above
-    ``threshold``) among the analysed samples."""
+    ``threshold``) among the analysed samples (``K`` dense or ``scipy.sparse``)."""
     n = K.shape[0]
     if n < 2:
         return 0.0
+    if issparse(K):
+        C = K.tocoo()
+        rel = (C.row != C.col) & (C.data > threshold)
+        has = np.zeros(n, dtype=bool)
+        has[C.row[rel]] = True
+        return float(has.mean())
     off = K > threshold
     off[np.diag_indices(n)] = False
     return float(np.mean(off.any(axis=1)))

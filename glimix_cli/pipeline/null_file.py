@@ -35,7 +35,7 @@ def null_json(inputs: Inputs, kin: Kinship, null: NullModel, cfg: InputConfig) -
                      "scipy": scipy.__version__, "python": platform.python_version()},
         "inputs": inputs.fingerprint,
         "kinship": {"source": kin.source, "n_variants": kin.n_variants,
-                    "options": kinship_options(cfg)},
+                    "options": kinship_options(cfg), "sparse": kin.summary},
         "samples": {"counts": dict(inputs.match.counts),
                     "fid": [str(f) for f in inputs.match.fid],
                     "iid": [str(i) for i in inputs.match.iid]},
@@ -76,6 +76,11 @@ def null_from_json(path: Path, inputs: Inputs, kin: Kinship, cfg: InputConfig) -
         raise InputError(f"{path}: fitted on other genotype files - {rebuild}")
     if data["kinship"]["options"] != kinship_options(cfg):
         raise InputError(f"{path}: fitted with other kinship options - {rebuild}")
+    if data["kinship"].get("sparse") != kin.summary:
+        was = "a sparse" if data["kinship"].get("sparse") else "a dense"
+        raise InputError(f"{path}: fitted with {was} kinship, this run has "
+                         f"{'a sparse' if kin.sparse else 'a dense'} one ({kin.source}) - "
+                         f"{rebuild}")
     if data["samples"]["iid"] != [str(i) for i in inputs.match.iid] or data["samples"]["fid"] != [
         str(f) for f in inputs.match.fid
     ]:

@@ -328,3 +328,15 @@ def test_losing_the_context_too_often_says_so(monkeypatch):
     assert client.scatters == 1 + dist_mod.MAX_RESCATTER
     assert str(err.value).startswith("block 3/4 could not run: every dask worker holding the "
                                      "scan context died, 4 times")
+
+
+def test_sparse_kinship_blocks_on_the_cluster_give_the_same_bytes(tmp_path, cluster):
+    """The per-family whitener travels to the workers like the dense one."""
+    kin = ["--sparse-cutoff", "0.15", "-q"]
+    here, there = tmp_path / "here.tsv.gz", tmp_path / "there.tsv.gz"
+    res = runner.invoke(app, [*scan_args(here), *kin])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, [*scan_args(there), *kin, "--dask-scheduler",
+                              cluster.scheduler_address])
+    assert res.exit_code == 0, res.output
+    assert here.read_bytes() == there.read_bytes()
