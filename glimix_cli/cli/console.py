@@ -53,7 +53,8 @@ class _Rate(TextColumn):
         return Text(f"{speed:,.0f}/s", style="cyan")
 
 
-LABELS = {"kinship": "kinship (GRM)", "null": "null model fit", "scan": "scanning variants"}
+LABELS = {"kinship": "kinship (GRM)", "null": "null model fit", "scan": "scanning variants",
+          "pca": "principal components"}
 
 
 class RichReporter(Reporter):
