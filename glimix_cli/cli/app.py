@@ -24,6 +24,7 @@ from glimix_cli.cli.common import (
     ScanTest,
     ScreenMarkersOpt,
     SparseCutoffOpt,
+    SparsePcsOpt,
     ThreadsOpt,
     input_config,
     input_options,
@@ -196,6 +197,7 @@ def kinship(
                                        help="MAF floor for GRM variants.")] = 0.0,
     sparse_cutoff: SparseCutoffOpt = None,
     screen_markers: ScreenMarkersOpt = None,
+    sparse_pcs: SparsePcsOpt = 10,
     threads: ThreadsOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
@@ -210,7 +212,7 @@ def kinship(
     if screen_markers is not None and sparse_cutoff is None:
         usage("--screen-markers needs --sparse-cutoff")
     info = run(lambda rep: run_kinship(bfile, kinship_extract, maf, out, rep, sparse_cutoff,
-                                       screen_markers), quiet)
+                                       screen_markers, sparse_pcs), quiet)
     if quiet:
         return
     if "sparse" in info:
@@ -220,7 +222,8 @@ def kinship(
                   f"is found with probability {sp['detect_at_cutoff']:.2g}")
         console_err().print(
             f"[green]wrote[/] {out}: sparse GRM of {info['n_samples']:,} samples from "
-            f"{info['n_variants_used']:,} variants, cutoff {sp['cutoff']:g}: {sp['pairs']:,} "
+            f"{info['n_variants_used']:,} variants beyond {sp['pcs']} PCs, cutoff "
+            f"{sp['cutoff']:g}: {sp['pairs']:,} "
             f"pairs, {sp['families']:,} families (largest {sp['largest']:,}); {screen}")
         return
     console_err().print(

@@ -84,6 +84,13 @@ SparseCutoffOpt = Annotated[
                       "(fastGWA: 0.05; third-degree relatives are 0.125), everyone else "
                       "unrelated. For cohorts too large for a dense kinship."),
 ]
+SparsePcsOpt = Annotated[
+    int,
+    typer.Option("--sparse-pcs", min=0,
+                 help="Principal components projected out of the genotypes before the sparse "
+                      "GRM: relatedness beyond ancestry, so that the pairs within an ancestry "
+                      "group are not taken for relatives (0: the plain GRM, as GCTA)."),
+]
 ScreenMarkersOpt = Annotated[
     int | None,
     typer.Option("--screen-markers", min=1,
@@ -138,6 +145,7 @@ class InputOptions:
     kinship_maf: KinMafOpt = 0.0
     sparse_cutoff: SparseCutoffOpt = None
     screen_markers: ScreenMarkersOpt = None
+    sparse_pcs: SparsePcsOpt = 10
     keep: KeepOpt = None
     remove: RemoveOpt = None
 
@@ -202,7 +210,7 @@ def input_config(o: InputOptions) -> Any:
         covar_cat=tuple(o.covar_cat or ()), missing_codes=missing, kinship=o.kinship,
         kinship_cache=o.kinship_cache, kinship_extract=o.kinship_extract,
         kinship_maf=o.kinship_maf, sparse_cutoff=o.sparse_cutoff,
-        screen_markers=o.screen_markers, keep=o.keep, remove=o.remove,
+        screen_markers=o.screen_markers, sparse_pcs=o.sparse_pcs, keep=o.keep, remove=o.remove,
     )
 
 

@@ -23,6 +23,17 @@ sparse GRM keeps the diagonal and the pairs with ``K_ij >= cutoff``.
 This is SAIGE's two-step construction (a few thousand random markers to find the related
 pairs, then their GRM from all markers), with the screening threshold derived from the
 screen's standard error instead of fixed.
+
+**Ancestry.** In a cohort of several ancestry groups every pair within a group has a
+positive GRM entry (about Fst), so a plain screen flags millions of pairs that are not
+relatives, and a cutoff of 0.05 keeps many of them. With ``pcs = k > 0`` (the default 10)
+the relatedness is taken beyond ancestry: the GRM of the genotypes with their top ``k``
+principal components projected out, ``(I - U U^T) K (I - U U^T)``, ``U`` (n x k, the top
+left singular vectors of the screening matrix, by randomised subspace iteration). The
+screen projects its matrix; the exact step accumulates ``K U`` in the same pass and
+forms each kept entry as ``K_ij - U_i A_j - A_i U_j + U_i (U^T A) U_j`` with
+``A = K U`` (exact for the ``U`` used). The PCs themselves belong in the model as
+covariates (``glimix pca``), so the kinship need not carry ancestry twice.
 """
 
 from __future__ import annotations
@@ -75,6 +86,12 @@ class SparseGRMResult:
     flagged: int
     exact_screen: bool
     detect_at_cutoff: float
+    #: the principal components projected out, n x pcs (pcs = 0: the plain GRM)
+    U: F | None = None
+
+    @property
+    def pcs(self) -> int:
+        return 0 if self.U is None else int(self.U.shape[1])
 
 
 def auto_screen_markers(n: int, cutoff: float, m: int) -> int:
@@ -101,7 +118,8 @@ def _threshold(n: int, m_s: int, cutoff: float, exact: bool) -> tuple[float, flo
 
 def sparse_grm(bfile: Bfile, sample_index: ArrayLike | None, variant_indices: ArrayLike | None,
                maf_min: float, cutoff: float, screen_markers: int | None = None,
-               seed: int = 1, progress: Progress | None = None) -> SparseGRMResult:
+               seed: int = 1, progress: Progress | None = None,
+               pcs: int = 10) -> SparseGRMResult:
     """The sparse GRM of the samples ``sample_index`` (all when None) from the kinship
     markers ``variant_indices`` (all when None): see the module notes."""
     if not 0 < cutoff < 1:
@@ -133,16 +151,36 @@ def sparse_grm(bfile: Bfile, sample_index: ArrayLike | None, variant_indices: Ar
                          "screening markers (monomorphic or below --kinship-maf) - select "
                          "more variants or lower the MAF filter")
     t, detect = _threshold(n, Zs.shape[1], cutoff, exact)
+    U = None
+    if pcs > 0:
+        U = _top_vectors(Zs, min(pcs, n - 1, Zs.shape[1] - 1), rng)
+        Uf = U.astype(np.float32)
+        for lo in range(0, Zs.shape[1], 1024):  # in place, a slab at a time
+            Zs[:, lo:lo + 1024] -= Uf @ (Uf.T @ Zs[:, lo:lo + 1024])
     rows, cols = _screen_pairs(Zs, t, step)
     del Zs
-    val, diag, counts = _exact_pairs(bfile, sidx, vidx, maf_min, rows, cols, n, step)
+    val, diag, counts = _exact_pairs(bfile, sidx, vidx, maf_min, rows, cols, n, step, U)
     keep = val >= cutoff
     from scipy import sparse
 
-    U = sparse.coo_matrix((val[keep], (rows[keep], cols[keep])), shape=(n, n))
-    K = (U + U.T + sparse.diags(diag)).tocsr()
+    upper = sparse.coo_matrix((val[keep], (rows[keep], cols[keep])), shape=(n, n))
+    K = (upper + upper.T + sparse.diags(diag)).tocsr()
     return SparseGRMResult(K, cutoff, counts[0], counts[1], counts[2], int(screen_idx.size),
-                           float(t), int(rows.size), exact, detect)
+                           float(t), int(rows.size), exact, detect, U)
+
+
+def _top_vectors(Z: NDArray[np.float32], k: int, rng: np.random.Generator,
+                 iterations: int = 4) -> F:
+    """The top ``k`` left singular vectors of ``Z`` (n x m, in memory), orthonormal."""
+    if k < 1:
+        return np.zeros((Z.shape[0], 0))
+    ell = min(k + 10, Z.shape[1], Z.shape[0])
+    Q, _ = np.linalg.qr(Z @ rng.normal(size=(Z.shape[1], ell)).astype(np.float32))
+    for _ in range(iterations):
+        Q, _ = np.linalg.qr(Z @ (Z.T @ Q))
+    Ub, _, _ = np.linalg.svd((Q.T @ Z).astype(np.float64), full_matrices=False)
+    U, _ = np.linalg.qr(Q.astype(np.float64) @ Ub[:, :k])
+    return U
 
 
 def _screen_matrix(bfile: Bfile, sidx: NDArray[np.intp] | None, idx: NDArray[np.intp],
@@ -185,12 +223,15 @@ def _screen_pairs(Z: NDArray[np.float32], t: float,
 
 def _exact_pairs(bfile: Bfile, sidx: NDArray[np.intp] | None, vidx: NDArray[np.intp],
                  maf_min: float, rows: NDArray[np.intp], cols: NDArray[np.intp], n: int,
-                 step: Callable[[int], None]) -> tuple[F, F, tuple[int, int, int]]:
-    """``K_ij`` of the pairs ``(rows, cols)`` and the diagonal, from every kinship marker."""
+                 step: Callable[[int], None],
+                 U: F | None = None) -> tuple[F, F, tuple[int, int, int]]:
+    """``K_ij`` of the pairs ``(rows, cols)`` and the diagonal, from every kinship marker
+    (of ``(I - U U^T) K (I - U U^T)`` when ``U`` is given: see the module notes)."""
     acc = np.zeros(rows.size)
     diag = np.zeros(n)
+    KU = None if U is None else np.zeros_like(U)
     used = mono = low = 0
-    bs = min(block_size_for_budget(n), 4096)
+    bs = min(block_size_for_budget(n, 1024), 4096)
     for _, G in iter_blocks(bfile, vidx, bs, sidx):
         st = standardise(G, maf_min)
         mono += int((~st.poly).sum())
@@ -200,6 +241,8 @@ def _exact_pairs(bfile: Bfile, sidx: NDArray[np.intp] | None, vidx: NDArray[np.i
         if u:
             Z = np.ascontiguousarray(st.Z)
             diag += np.einsum("ij,ij->i", Z, Z)
+            if KU is not None:
+                KU += Z @ (Z.T @ U)
             per = max(1, _GATHER // u)
             for lo in range(0, rows.size, per):
                 r, c = rows[lo:lo + per], cols[lo:lo + per]
@@ -209,4 +252,12 @@ def _exact_pairs(bfile: Bfile, sidx: NDArray[np.intp] | None, vidx: NDArray[np.i
         raise InputError(f"{bfile.bed.name}: no variant is usable for the kinship matrix "
                          f"({mono} monomorphic or all missing, {low} below maf {maf_min:g}) "
                          "- select more variants or lower the MAF filter")
-    return acc / used, diag / used, (used, mono, low)
+    val, diag = acc / used, diag / used
+    if U is not None and KU is not None:
+        A = KU / used
+        M = U.T @ A
+        Ur, Uc = U[rows], U[cols]
+        val += (np.einsum("ij,ij->i", Ur @ M, Uc) - np.einsum("ij,ij->i", Ur, A[cols])
+                - np.einsum("ij,ij->i", A[rows], Uc))
+        diag += np.einsum("ij,ij->i", U @ M, U) - 2.0 * np.einsum("ij,ij->i", U, A)
+    return val, diag, (used, mono, low)

@@ -29,6 +29,8 @@ class InputConfig:
     sparse_cutoff: float | None = None
     #: markers that screen the pairs for the sparse GRM (None: automatic)
     screen_markers: int | None = None
+    #: principal components projected out of the sparse GRM (relatedness beyond ancestry)
+    sparse_pcs: int = 10
     #: plink2 --keep / --remove: sample lists (FID IID or IID per line)
     keep: Path | None = None
     remove: Path | None = None

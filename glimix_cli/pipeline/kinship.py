@@ -75,6 +75,7 @@ def kinship_options(cfg: InputConfig) -> dict[str, Any]:
     if cfg.sparse_cutoff is not None:
         opts["sparse_cutoff"] = cfg.sparse_cutoff
         opts["screen_markers"] = cfg.screen_markers
+        opts["sparse_pcs"] = cfg.sparse_pcs
     return opts
 
 
@@ -125,7 +126,8 @@ def _sparse_detail(res: SparseGRMResult) -> str:
     how = ("every kinship marker screened" if res.exact_screen else
            f"pairs screened with {res.n_screen:,} random markers (threshold {res.threshold:.3g}; "
            f"a pair at the cutoff is found with probability {res.detect_at_cutoff:.2g})")
-    return (f" of cutoff {res.cutoff:g} from {res.n_variants_used:,} variants, {how}, "
+    beyond = f" beyond {res.pcs} PCs" if res.pcs else ""
+    return (f"{beyond} of cutoff {res.cutoff:g} from {res.n_variants_used:,} variants, {how}, "
             f"{res.flagged:,} pairs computed exactly")
 
 
@@ -208,7 +210,7 @@ def _build_sparse(bfile: Bfile, idx: NDArray[np.intp] | None, variants: NDArray[
     assert cfg.sparse_cutoff is not None
     rep.start("kinship", 100)
     res = sparse_grm(bfile, idx, variants, cfg.kinship_maf, cfg.sparse_cutoff,
-                     cfg.screen_markers,
+                     cfg.screen_markers, pcs=cfg.sparse_pcs,
                      progress=lambda done, total: rep.update("kinship", 100 * done // total))
     rep.finish("kinship")
     if res.detect_at_cutoff < 0.99:
@@ -222,30 +224,33 @@ def _cached_sparse(cfg: InputConfig, inputs: Inputs, rep: Reporter) -> Kinship:
     """A sparse cache of ``glimix kinship --sparse-cutoff``, for the analysed samples."""
     bfile, idx = inputs.bfile, inputs.match.geno_index
     opts = kinship_options(cfg)
-    opts.pop("sparse_cutoff", None)
-    opts.pop("screen_markers", None)
+    for key in ("sparse_cutoff", "screen_markers", "sparse_pcs"):
+        opts.pop(key, None)
     s = bfile.samples
     K, info = load_sparse_kinship_cache(cfg.kinship_cache, bfile_fingerprint(bfile, opts),
                                         s["fid"].to_numpy(), s["iid"].to_numpy())
-    if cfg.sparse_cutoff is not None and cfg.sparse_cutoff != info.get("cutoff"):
-        raise InputError(f"{cfg.kinship_cache}: a sparse kinship of cutoff {info.get('cutoff')}, "
-                         f"this run asks for --sparse-cutoff {cfg.sparse_cutoff:g} - rebuild it "
-                         "or drop --sparse-cutoff")
+    if cfg.sparse_cutoff is not None and (cfg.sparse_cutoff, cfg.sparse_pcs) != (
+            info.get("cutoff"), info.get("pcs")):
+        raise InputError(f"{cfg.kinship_cache}: a sparse kinship of cutoff {info.get('cutoff')} "
+                         f"beyond {info.get('pcs')} PCs, this run asks for --sparse-cutoff "
+                         f"{cfg.sparse_cutoff:g} --sparse-pcs {cfg.sparse_pcs} - rebuild it or "
+                         "drop --sparse-cutoff")
     if idx.size < bfile.n_samples:
         K = K[idx][:, idx].tocsr()
     return _sparse_kinship(K, f"cache {cfg.kinship_cache}", rep, info.get("n_variants_used"),
-                           f" (cutoff {info.get('cutoff')})")
+                           f" (cutoff {info.get('cutoff')}, beyond {info.get('pcs')} PCs)")
 
 
 def run_kinship(bfile_path: Path, extract: Path | None, maf: float, out: Path,
                 rep: Reporter, sparse_cutoff: float | None = None,
-                screen_markers: int | None = None) -> dict[str, Any]:
+                screen_markers: int | None = None, sparse_pcs: int = 10) -> dict[str, Any]:
     """``glimix kinship``: the GRM of every sample and its eigendecomposition, cached (or
     with ``sparse_cutoff``, the sparse GRM)."""
     check_output(out)
     bfile = open_bfile(bfile_path)
     cfg = InputConfig(bfile=bfile_path, pheno=Path("."), pheno_name="", kinship_extract=extract,
-                      kinship_maf=maf, sparse_cutoff=sparse_cutoff, screen_markers=screen_markers)
+                      kinship_maf=maf, sparse_cutoff=sparse_cutoff, screen_markers=screen_markers,
+                      sparse_pcs=sparse_pcs)
     variants = _kinship_variants(extract, bfile)
     if sparse_cutoff is not None:
         return _run_sparse_kinship(bfile, variants, cfg, out, rep)
@@ -272,9 +277,9 @@ def _run_sparse_kinship(bfile: Bfile, variants: NDArray[np.intp] | None, cfg: In
     K, n_adj, worst = project_psd(res.K)
     summ = sparse_summary(K)
     opts = kinship_options(cfg)
-    opts.pop("sparse_cutoff", None)
-    opts.pop("screen_markers", None)
-    info = {"cutoff": res.cutoff, "n_variants_used": res.n_variants_used,
+    for key in ("sparse_cutoff", "screen_markers", "sparse_pcs"):
+        opts.pop(key, None)
+    info = {"cutoff": res.cutoff, "pcs": res.pcs, "n_variants_used": res.n_variants_used,
             "screen_markers": res.n_screen, "threshold": res.threshold, "flagged": res.flagged,
             "exact_screen": res.exact_screen, "detect_at_cutoff": res.detect_at_cutoff,
             "psd_adjusted": n_adj, **summ}

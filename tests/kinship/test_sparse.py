@@ -51,15 +51,15 @@ def _thresholded(K: np.ndarray, cutoff: float) -> np.ndarray:
 
 
 def test_exact_screen_is_the_thresholded_dense_grm(bfile, dense):
-    res = sparse_grm(bfile, None, None, 0.0, 0.1)
-    assert res.exact_screen and res.detect_at_cutoff == 1.0
+    res = sparse_grm(bfile, None, None, 0.0, 0.1, pcs=0)
+    assert res.exact_screen and res.detect_at_cutoff == 1.0 and res.pcs == 0
     np.testing.assert_allclose(res.K.toarray(), _thresholded(dense, 0.1), rtol=0, atol=1e-12)
     assert res.n_variants_used == 4996
 
 
 def test_partial_screen_keeps_exact_values_and_finds_close_relatives(bfile, dense):
     # 1,500 of 5,000 markers: the screen is noisy, the kept values are not
-    res = sparse_grm(bfile, None, None, 0.0, 0.2, screen_markers=1500, seed=3)
+    res = sparse_grm(bfile, None, None, 0.0, 0.2, screen_markers=1500, seed=3, pcs=0)
     assert not res.exact_screen and res.n_screen == 1500
     K = res.K.toarray()
     kept = (K != 0) & ~np.eye(K.shape[0], dtype=bool)
@@ -85,9 +85,48 @@ def test_screen_threshold_spends_the_false_flag_budget():
 
 def test_sparse_samples_subset(bfile, dense):
     idx = np.arange(0, 610, 2)
-    res = sparse_grm(bfile, idx, None, 0.0, 0.1)
+    res = sparse_grm(bfile, idx, None, 0.0, 0.1, pcs=0)
     sub = grm(bfile, idx).K
     np.testing.assert_allclose(res.K.toarray(), _thresholded(sub, 0.1), atol=1e-12)
+
+
+def test_projected_grm_is_exact_for_its_components(bfile, dense):
+    res = sparse_grm(bfile, None, None, 0.0, 0.1, pcs=5)
+    U = res.U
+    assert U.shape == (610, 5)
+    np.testing.assert_allclose(U.T @ U, np.eye(5), atol=1e-12)
+    P = np.eye(610) - U @ U.T
+    want = _thresholded(P @ dense @ P, 0.1)
+    np.testing.assert_allclose(res.K.toarray(), want, rtol=0, atol=1e-10)
+    # U spans the top of the GRM's spectrum (this cohort has no eigengap, so roughly: the
+    # Ritz values lie within 10% below the top eigenvalues)
+    w = np.linalg.eigvalsh(dense)[::-1][:5]
+    ritz = np.sort(np.linalg.eigvalsh(U.T @ dense @ U))[::-1]
+    assert np.all(ritz <= w + 1e-9) and np.all(ritz > 0.9 * w)
+
+
+def test_pcs_keep_ancestry_out_of_the_relatives(tmp_path):
+    """Three groups with Fst 0.2: the pairs within a group have GRM entries around 0.1, so
+    the plain sparse GRM at 0.1 keeps a quarter of a million pairs of strangers; beyond 10
+    PCs the pedigree's relatives remain (and a handful of strangers in the tails)."""
+    from glimix_cli.testing.biobank import BiobankDesign, simulate_biobank
+
+    d = BiobankDesign(n=1200, m=4000, background=200, block=500, populations=3, fst=0.2,
+                      planted=1, chromosomes=2, seed=5, maf_range=(0.05, 0.5))
+    simulate_biobank(tmp_path / "c", d)
+    bf = open_bfile(tmp_path / "c")
+    fam = bf.samples["fid"].to_numpy().astype(str)
+    iid = bf.samples["iid"].to_numpy().astype(str)
+    parent = (np.char.endswith(iid, "_1") | np.char.endswith(iid, "_2"))
+    parent &= np.char.startswith(fam, "NUC")
+    true_pairs = 240 // 4 * 5 + 120 // 2  # nuclear: 4 parent-child + 1 sib; sib pairs
+    counts = {}
+    for pcs in (0, 10):
+        C = sparse.triu(sparse_grm(bf, None, None, 0.0, 0.1, pcs=pcs).K, 1).tocoo()
+        relatives = (fam[C.row] == fam[C.col]) & ~(parent[C.row] & parent[C.col])
+        assert int(relatives.sum()) == true_pairs
+        counts[pcs] = C.nnz - true_pairs
+    assert counts[0] > 200_000 and counts[10] <= 0.05 * true_pairs, counts
 
 
 # -- readers ---------------------------------------------------------------------------------
