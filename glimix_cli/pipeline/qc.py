@@ -277,21 +277,21 @@ def block_qc(
     miss = np.isnan(block)
     n_missing = miss.sum(axis=0).astype(np.int64)
     n_obs = (n - n_missing).astype(np.int64)
-    total = np.where(miss, 0.0, block).sum(axis=0)
+    complete = not n_missing.any()
+    total = block.sum(axis=0) if complete else np.where(miss, 0.0, block).sum(axis=0)
     has = n_obs > 0
     mean = np.divide(total, n_obs, out=np.full(total.shape, np.nan), where=has)
     eaf = mean / 2.0
     maf = np.minimum(eaf, 1.0 - eaf)
     mac = np.minimum(total, 2.0 * n_obs - total)
     mac = np.where(has, mac, np.nan)
-    lo = np.fmin.reduce(block, axis=0) if n else np.full(block.shape[1], np.nan)
-    hi = np.fmax.reduce(block, axis=0) if n else np.full(block.shape[1], np.nan)
+    same = _all_equal(block, miss, complete, total, n_obs)
     miss_rate = np.divide(n_missing, n, out=np.zeros(n_missing.shape), where=n > 0)
     status = np.full(block.shape[1], "ok", dtype="<U11")
     failed = has & ((maf < maf_min) | (miss_rate > max_missing))
     status[failed] = "failed_qc"
     status[has & (mac < mac_min)] = "low_mac"
-    status[has & (lo == hi)] = "monomorphic"
+    status[has & same] = "monomorphic"
     status[~has] = "all_missing"
     fill = miss & has
     n_imp = int(fill.sum())
@@ -301,3 +301,22 @@ def block_qc(
         n_obs=n_obs, n_missing=n_missing, eaf=eaf, maf=maf, mac=mac, status=status,
         n_imputed=n_imp,
     )
+
+
+def _all_equal(block: NDArray[np.float64], miss: NDArray[np.bool_], complete: bool,
+               total: NDArray[np.float64], n_obs: NDArray[np.int64]) -> NDArray[np.bool_]:
+    """Per column: every non-missing value the same. Without missing calls the sum of
+    squares screens the columns (``n ss - total^2`` is 0 for a constant column, exactly for
+    integer dosages), and only those near 0 are checked by their min and max."""
+    if block.shape[0] == 0:
+        return np.zeros(block.shape[1], dtype=bool)
+    if complete:
+        ss = np.einsum("ij,ij->j", block, block)
+        spread = n_obs * ss - total * total
+        cand = np.flatnonzero(spread <= 1e-9 * np.maximum(total * total, 1.0))
+        same = np.zeros(block.shape[1], dtype=bool)
+        if cand.size:
+            sub = block[:, cand]
+            same[cand] = sub.min(axis=0) == sub.max(axis=0)
+        return same
+    return np.fmin.reduce(block, axis=0) == np.fmax.reduce(block, axis=0)
