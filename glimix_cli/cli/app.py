@@ -14,17 +14,12 @@ from typing import Annotated
 
 import typer
 
-from glimix_cli.cli import cmd_export, cmd_pca, cmd_plot
+from glimix_cli.cli import cmd_export, cmd_kinship, cmd_pca, cmd_plot
 from glimix_cli.cli.common import (
-    BfileOpt,
     InputOptions,
-    KinExtractOpt,
     OnceCommand,
     QuietOpt,
     ScanTest,
-    ScreenMarkersOpt,
-    SparseCutoffOpt,
-    SparsePcsOpt,
     ThreadsOpt,
     input_config,
     input_options,
@@ -186,52 +181,6 @@ def scan(
         console_err().print(f"[green]wrote[/] {log}")
 
 
-# -- kinship ----------------------------------------------------------------------------------
-@app.command(cls=OnceCommand,
-             epilog="Example: glimix kinship --bfile example_data/cohort --out cohort.kin.npz")
-def kinship(
-    bfile: BfileOpt,
-    out: Annotated[Path, typer.Option("--out", help="Cache file (.npz).")],
-    kinship_extract: KinExtractOpt = None,
-    maf: Annotated[float, typer.Option("--maf", min=0.0, max=0.5,
-                                       help="MAF floor for GRM variants.")] = 0.0,
-    sparse_cutoff: SparseCutoffOpt = None,
-    screen_markers: ScreenMarkersOpt = None,
-    sparse_pcs: SparsePcsOpt = 10,
-    threads: ThreadsOpt = None,
-    quiet: QuietOpt = False,
-) -> None:
-    """Build the standardised GRM and cache its eigendecomposition for fit and scan (with
-    --sparse-cutoff: the sparse GRM of the related pairs, for large cohorts)."""
-    limit_threads(threads)
-    from glimix_cli.cli.console import console_err
-    from glimix_cli.pipeline.kinship import run_kinship
-
-    if out.suffix != ".npz":
-        usage(f"--out {out}: the kinship cache must end in .npz")
-    if screen_markers is not None and sparse_cutoff is None:
-        usage("--screen-markers needs --sparse-cutoff")
-    info = run(lambda rep: run_kinship(bfile, kinship_extract, maf, out, rep, sparse_cutoff,
-                                       screen_markers, sparse_pcs), quiet)
-    if quiet:
-        return
-    if "sparse" in info:
-        sp = info["sparse"]
-        screen = ("every marker screened" if sp["exact_screen"] else
-                  f"pairs screened with {sp['screen_markers']:,} markers; a pair at the cutoff "
-                  f"is found with probability {sp['detect_at_cutoff']:.2g}")
-        console_err().print(
-            f"[green]wrote[/] {out}: sparse GRM of {info['n_samples']:,} samples from "
-            f"{info['n_variants_used']:,} variants beyond {sp['pcs']} PCs, cutoff "
-            f"{sp['cutoff']:g}: {sp['pairs']:,} "
-            f"pairs, {sp['families']:,} families (largest {sp['largest']:,}); {screen}")
-        return
-    console_err().print(
-        f"[green]wrote[/] {out}: {info['n_samples']:,} samples, "
-        f"{info['n_variants_used']:,} variants, rank {info['rank']:,} "
-        f"({info['monomorphic']:,} monomorphic skipped)")
-
-
 # -- merge -------------------------------------------------------------------------------------
 @app.command(cls=OnceCommand,
              epilog="Example: glimix merge all.tsv.gz part1.tsv.gz part2.tsv.gz part3.tsv.gz")
@@ -251,6 +200,7 @@ def merge(
 
 
 cmd_export.register(app)
+cmd_kinship.register(app)
 cmd_pca.register(app)
 cmd_plot.register(app)
 

@@ -27,7 +27,8 @@ from glimix_cli.io.plink import Bfile
 from glimix_cli.model.linalg import QSType
 
 __all__ = ["FORMAT_VERSION", "bfile_fingerprint", "cache_kind", "load_kinship_cache",
-           "load_sparse_kinship_cache", "save_kinship_cache", "save_sparse_kinship_cache"]
+           "load_sparse_kinship_cache", "read_sparse_part", "save_kinship_cache",
+           "save_sparse_kinship_cache"]
 
 FORMAT_VERSION = 1
 _REBUILD = "rebuild it with `glimix kinship ... --out FILE.npz`"
@@ -183,6 +184,25 @@ def load_sparse_kinship_cache(path: str | os.PathLike[str],
     U = sparse.coo_matrix((data["val"], (data["row"], data["col"])), shape=(n, n)).tocsr()
     off = sparse.triu(U, 1)
     return (U + off.T).tocsr(), json.loads(str(data["info"][0]))
+
+
+def read_sparse_part(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A sparse cache as stored, unchecked (for ``glimix kinship --merge-parts``): ``K``
+    (CSR, symmetric), ``fid`` (or None), ``iid``, ``fingerprint`` and ``info``."""
+    from scipy import sparse
+
+    path = Path(path)
+    data = _read(path)
+    if str(data.get("kind", "dense")) != "sparse":
+        raise InputError(f"{path}: not a sparse kinship part - give the files written by "
+                         "`glimix kinship --sparse-cutoff X --part I/N`")
+    n = int(data["n"])
+    U = sparse.coo_matrix((data["val"], (data["row"], data["col"])), shape=(n, n)).tocsr()
+    return {"K": (U + sparse.triu(U, 1).T).tocsr(),
+            "fid": data["fid"].tolist() if bool(data["has_fid"]) else None,
+            "iid": data["iid"].tolist(),
+            "fingerprint": json.loads(str(data["fingerprint"][0])),
+            "info": json.loads(str(data["info"][0]))}
 
 
 def _read(path: Path) -> dict[str, Any]:

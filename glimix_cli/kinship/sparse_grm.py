@@ -119,9 +119,18 @@ def _threshold(n: int, m_s: int, cutoff: float, exact: bool) -> tuple[float, flo
 def sparse_grm(bfile: Bfile, sample_index: ArrayLike | None, variant_indices: ArrayLike | None,
                maf_min: float, cutoff: float, screen_markers: int | None = None,
                seed: int = 1, progress: Progress | None = None,
-               pcs: int = 10) -> SparseGRMResult:
+               pcs: int = 10, part: tuple[int, int] = (1, 1)) -> SparseGRMResult:
     """The sparse GRM of the samples ``sample_index`` (all when None) from the kinship
-    markers ``variant_indices`` (all when None): see the module notes."""
+    markers ``variant_indices`` (all when None): see the module notes.
+
+    ``part = (i, N)`` screens only the i-th of N interleaved shares of the pair tiles (an
+    array job's task; the screen matrix, its PCs and the threshold are the same in every
+    part, as they depend on the seed only): ``K`` then holds that share's pairs and the
+    full diagonal, and the parts' matrices add up (off the diagonal) to the whole.
+    """
+    i_part, n_parts = part
+    if not 1 <= i_part <= n_parts:
+        raise ValueError(f"part must be (i, N) with 1 <= i <= N; got {part}")
     if not 0 < cutoff < 1:
         raise ValueError(f"cutoff must lie in (0, 1); got {cutoff}")
     vidx = (np.arange(bfile.n_variants, dtype=np.intp) if variant_indices is None
@@ -137,7 +146,7 @@ def sparse_grm(bfile: Bfile, sample_index: ArrayLike | None, variant_indices: Ar
     rng = np.random.default_rng(seed)
     screen_idx = vidx if exact else np.sort(rng.choice(vidx, m_s, replace=False))
     n_tiles = -(-n // _TILE)
-    total = screen_idx.size + n_tiles * (n_tiles + 1) // 2 + m_cand
+    total = screen_idx.size + -(-n_tiles * (n_tiles + 1) // 2 // n_parts) + m_cand
     done = [0]
 
     def step(k: int) -> None:
@@ -157,7 +166,7 @@ def sparse_grm(bfile: Bfile, sample_index: ArrayLike | None, variant_indices: Ar
         Uf = U.astype(np.float32)
         for lo in range(0, Zs.shape[1], 1024):  # in place, a slab at a time
             Zs[:, lo:lo + 1024] -= Uf @ (Uf.T @ Zs[:, lo:lo + 1024])
-    rows, cols = _screen_pairs(Zs, t, step)
+    rows, cols = _screen_pairs(Zs, t, step, part)
     del Zs
     val, diag, counts = _exact_pairs(bfile, sidx, vidx, maf_min, rows, cols, n, step, U)
     keep = val >= cutoff
@@ -201,14 +210,19 @@ def _screen_matrix(bfile: Bfile, sidx: NDArray[np.intp] | None, idx: NDArray[np.
     return np.ascontiguousarray(Z)
 
 
-def _screen_pairs(Z: NDArray[np.float32], t: float,
-                  step: Callable[[int], None]) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
-    """Pairs ``i < j`` with ``(Z Z^T)_ij >= t``, tile by tile (upper triangle)."""
+def _screen_pairs(Z: NDArray[np.float32], t: float, step: Callable[[int], None],
+                  part: tuple[int, int] = (1, 1)) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """Pairs ``i < j`` with ``(Z Z^T)_ij >= t``, tile by tile (upper triangle); of the tiles
+    numbered in order, those numbered ``i - 1`` modulo ``N`` for ``part = (i, N)``."""
     n = Z.shape[0]
     rows, cols = [], []
+    tile = -1
     for i0 in range(0, n, _TILE):
         A = Z[i0:i0 + _TILE]
         for j0 in range(i0, n, _TILE):
+            tile += 1
+            if tile % part[1] != part[0] - 1:
+                continue
             S = A @ Z[j0:j0 + _TILE].T
             if j0 == i0:
                 S[np.tril_indices(S.shape[0], 0, S.shape[1])] = -np.inf

@@ -23,6 +23,7 @@ from glimix_cli.kinship import (
 from glimix_cli.kinship.cache import (
     cache_kind,
     load_sparse_kinship_cache,
+    read_sparse_part,
     save_sparse_kinship_cache,
 )
 from glimix_cli.kinship.sparse import project_psd, restrict, sparse_summary
@@ -206,11 +207,12 @@ def build_kinship(cfg: InputConfig, inputs: Inputs, rep: Reporter) -> Kinship:
 
 
 def _build_sparse(bfile: Bfile, idx: NDArray[np.intp] | None, variants: NDArray[np.intp] | None,
-                  cfg: InputConfig, rep: Reporter) -> SparseGRMResult:
+                  cfg: InputConfig, rep: Reporter,
+                  part: tuple[int, int] = (1, 1)) -> SparseGRMResult:
     assert cfg.sparse_cutoff is not None
     rep.start("kinship", 100)
     res = sparse_grm(bfile, idx, variants, cfg.kinship_maf, cfg.sparse_cutoff,
-                     cfg.screen_markers, pcs=cfg.sparse_pcs,
+                     cfg.screen_markers, pcs=cfg.sparse_pcs, part=part,
                      progress=lambda done, total: rep.update("kinship", 100 * done // total))
     rep.finish("kinship")
     if res.detect_at_cutoff < 0.99:
@@ -229,6 +231,10 @@ def _cached_sparse(cfg: InputConfig, inputs: Inputs, rep: Reporter) -> Kinship:
     s = bfile.samples
     K, info = load_sparse_kinship_cache(cfg.kinship_cache, bfile_fingerprint(bfile, opts),
                                         s["fid"].to_numpy(), s["iid"].to_numpy())
+    if "part" in info:
+        i, k = info["part"]
+        raise InputError(f"{cfg.kinship_cache}: holds part {i}/{k} of a sparse kinship - join "
+                         "the parts with `glimix kinship --merge-parts --out FILE PARTS...`")
     if cfg.sparse_cutoff is not None and (cfg.sparse_cutoff, cfg.sparse_pcs) != (
             info.get("cutoff"), info.get("pcs")):
         raise InputError(f"{cfg.kinship_cache}: a sparse kinship of cutoff {info.get('cutoff')} "
@@ -243,7 +249,8 @@ def _cached_sparse(cfg: InputConfig, inputs: Inputs, rep: Reporter) -> Kinship:
 
 def run_kinship(bfile_path: Path, extract: Path | None, maf: float, out: Path,
                 rep: Reporter, sparse_cutoff: float | None = None,
-                screen_markers: int | None = None, sparse_pcs: int = 10) -> dict[str, Any]:
+                screen_markers: int | None = None, sparse_pcs: int = 10,
+                part: tuple[int, int] = (1, 1)) -> dict[str, Any]:
     """``glimix kinship``: the GRM of every sample and its eigendecomposition, cached (or
     with ``sparse_cutoff``, the sparse GRM)."""
     check_output(out)
@@ -253,7 +260,9 @@ def run_kinship(bfile_path: Path, extract: Path | None, maf: float, out: Path,
                       sparse_pcs=sparse_pcs)
     variants = _kinship_variants(extract, bfile)
     if sparse_cutoff is not None:
-        return _run_sparse_kinship(bfile, variants, cfg, out, rep)
+        return _run_sparse_kinship(bfile, variants, cfg, out, rep, part)
+    if part != (1, 1):
+        raise InputError("--part splits the sparse GRM's pairs: it needs --sparse-cutoff")
     check_dense_memory(bfile.n_samples)
     m = bfile.n_variants if variants is None else variants.size
     rep.start("kinship", m)
@@ -272,20 +281,68 @@ def run_kinship(bfile_path: Path, extract: Path | None, maf: float, out: Path,
 
 
 def _run_sparse_kinship(bfile: Bfile, variants: NDArray[np.intp] | None, cfg: InputConfig,
-                        out: Path, rep: Reporter) -> dict[str, Any]:
-    res = _build_sparse(bfile, None, variants, cfg, rep)
-    K, n_adj, worst = project_psd(res.K)
-    summ = sparse_summary(K)
+                        out: Path, rep: Reporter, part: tuple[int, int]) -> dict[str, Any]:
+    res = _build_sparse(bfile, None, variants, cfg, rep, part)
     opts = kinship_options(cfg)
     for key in ("sparse_cutoff", "screen_markers", "sparse_pcs"):
         opts.pop(key, None)
     info = {"cutoff": res.cutoff, "pcs": res.pcs, "n_variants_used": res.n_variants_used,
             "screen_markers": res.n_screen, "threshold": res.threshold, "flagged": res.flagged,
-            "exact_screen": res.exact_screen, "detect_at_cutoff": res.detect_at_cutoff,
-            "psd_adjusted": n_adj, **summ}
+            "exact_screen": res.exact_screen, "detect_at_cutoff": res.detect_at_cutoff}
     s = bfile.samples
-    save_sparse_kinship_cache(out, K, s["fid"].to_numpy(), s["iid"].to_numpy(),
-                              bfile_fingerprint(bfile, opts), info)
+    fid, iid = s["fid"].to_numpy(), s["iid"].to_numpy()
+    if part != (1, 1):  # a share of the pairs: merged (and made PSD) by --merge-parts
+        info["part"] = list(part)
+        save_sparse_kinship_cache(out, res.K, fid, iid, bfile_fingerprint(bfile, opts), info)
+        return {"n_samples": bfile.n_samples, "n_variants_used": res.n_variants_used,
+                "part": list(part), "sparse": info}
+    K, n_adj, worst = project_psd(res.K)
+    info.update(psd_adjusted=n_adj, **sparse_summary(K))
+    save_sparse_kinship_cache(out, K, fid, iid, bfile_fingerprint(bfile, opts), info)
     return {"n_samples": bfile.n_samples, "n_variants_used": res.n_variants_used,
             "monomorphic": res.n_skipped_monomorphic, "skipped_maf": res.n_skipped_maf,
             "sparse": info, "psd_min_eigenvalue": worst}
+
+
+def merge_kinship_parts(out: Path, parts: list[Path]) -> dict[str, Any]:
+    """``glimix kinship --merge-parts``: join the ``--part I/N`` outputs of one sparse-GRM
+    run (every part once, the same inputs and options), made PSD per family."""
+    check_output(out)
+    if not parts:
+        raise InputError("--merge-parts: name the part files (PART1.npz ... PARTN.npz)")
+    read = [read_sparse_part(p) for p in parts]
+    first = read[0]
+    if "part" not in first["info"]:
+        raise InputError(f"{parts[0]}: a whole sparse kinship, not a part of one")
+    n_parts = first["info"]["part"][1]
+    seen: dict[int, Path] = {}
+    same = ("cutoff", "pcs", "n_variants_used", "screen_markers", "threshold", "exact_screen")
+    for p, r in zip(parts, read, strict=True):
+        info = r["info"]
+        if "part" not in info or info["part"][1] != n_parts:
+            raise InputError(f"{p}: not a part of the same --part I/{n_parts} run as {parts[0]}")
+        if (r["fingerprint"], r["iid"], r["fid"]) != (first["fingerprint"], first["iid"],
+                                                      first["fid"]) or any(
+                info.get(k) != first["info"].get(k) for k in same):
+            raise InputError(f"{p}: built from other genotypes, samples or options than "
+                             f"{parts[0]} - rebuild the parts with one command line")
+        i = info["part"][0]
+        if i in seen:
+            raise InputError(f"{p}: part {i}/{n_parts} again (also {seen[i]})")
+        seen[i] = p
+    missing = sorted(set(range(1, n_parts + 1)) - set(seen))
+    if missing:
+        raise InputError(f"--merge-parts: part(s) {', '.join(map(str, missing))} of {n_parts} "
+                         "missing - every part of the run is needed")
+    from scipy import sparse
+
+    diag = first["K"].diagonal()
+    K = sparse.diags(diag) + sum((r["K"] - sparse.diags(r["K"].diagonal()) for r in read),
+                                 sparse.csr_matrix(first["K"].shape))
+    K, n_adj, worst = project_psd(K.tocsr())
+    info = {k: first["info"][k] for k in (*same, "detect_at_cutoff")}
+    info.update(flagged=sum(r["info"]["flagged"] for r in read), psd_adjusted=n_adj,
+                merged_parts=n_parts, **sparse_summary(K))
+    save_sparse_kinship_cache(out, K, first["fid"], first["iid"], first["fingerprint"], info)
+    return {"n_samples": K.shape[0], "n_variants_used": info["n_variants_used"], "sparse": info,
+            "psd_min_eigenvalue": worst, "parts": n_parts}

@@ -182,3 +182,42 @@ def test_a_family_above_the_block_cap_is_an_error(monkeypatch, runner, tmp_path,
     res = runner.invoke(app, _base("quant", tmp_path / "o.tsv", "--kinship", str(sp)))
     assert res.exit_code == 1
     assert "5 samples into one family" in res.output and "--sparse-cutoff" in res.output
+
+
+def test_kinship_parts_merge_to_the_whole(runner, tmp_path):
+    from glimix_cli.kinship.cache import load_sparse_kinship_cache
+
+    common = ["kinship", "--bfile", str(EX / "cohort"), "--sparse-cutoff", "0.15",
+              "--screen-markers", "1500", "-q"]
+    whole = tmp_path / "whole.npz"
+    res = runner.invoke(app, [*common, "--out", str(whole)])
+    assert res.exit_code == 0, res.output
+    parts = []
+    for i in (1, 2, 3):
+        p = tmp_path / f"part{i}.npz"
+        res = runner.invoke(app, [*common, "--part", f"{i}/3", "--out", str(p)])
+        assert res.exit_code == 0, res.output
+        parts.append(str(p))
+    merged = tmp_path / "merged.npz"
+    res = runner.invoke(app, ["kinship", "--merge-parts", "--out", str(merged), *parts])
+    assert res.exit_code == 0, res.output
+    assert "merged from 3 parts" in " ".join(res.output.split())
+    s = open_bfile(EX / "cohort").samples
+    keys = s["fid"].to_numpy(), s["iid"].to_numpy()
+    Kw, iw = load_sparse_kinship_cache(whole, None, *keys)
+    Km, im = load_sparse_kinship_cache(merged, None, *keys)
+    assert abs(Kw - Km).max() < 1e-12 and iw["pairs"] == im["pairs"] > 800
+    # a part is not a kinship; a missing or repeated part is refused
+    scan = _base("quant", tmp_path / "o.tsv", "--kinship-cache", parts[0])
+    res = runner.invoke(app, scan)
+    assert res.exit_code == 1 and "holds part 1/3" in res.output
+    res = runner.invoke(app, ["kinship", "--merge-parts", "--out", str(tmp_path / "x.npz"),
+                              *parts[:2]])
+    assert res.exit_code == 1 and "part(s) 3 of 3 missing" in res.output
+    res = runner.invoke(app, ["kinship", "--merge-parts", "--out", str(tmp_path / "x.npz"),
+                              parts[0], parts[0], parts[1], parts[2]])
+    assert res.exit_code == 1 and "part 1/3 again" in res.output
+    assert not (tmp_path / "x.npz").exists()
+    res = runner.invoke(app, ["kinship", "--bfile", str(EX / "cohort"), "--part", "1/2",
+                              "--out", str(tmp_path / "x.npz")])
+    assert res.exit_code == 2 and "needs --sparse-cutoff" in res.output
