@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import time
 from typing import Any
 
 from rich.console import Console
@@ -57,6 +58,57 @@ LABELS = {"kinship": "kinship (GRM)", "null": "null model fit", "scan": "scannin
           "pca": "principal components"}
 
 
+#: Seconds between plain progress lines when stderr is not a terminal (a SLURM log);
+#: ``GLIMIX_PROGRESS_INTERVAL`` overrides it.
+PROGRESS_INTERVAL = 60.0
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
+
+
+class _PlainProgress:
+    """Progress as one plain line per interval (percent, rate, ETA) for logs that are not
+    a terminal, where a live bar would be either nothing or a wall of redraws."""
+
+    def __init__(self, console: Any, interval: float):
+        self.console = console
+        self.interval = interval
+        #: task -> [total, start, last line printed, lines printed]
+        self.tasks: dict[str, list[Any]] = {}
+
+    def start(self, task: str, total: int | None) -> None:
+        now = time.monotonic()
+        self.tasks[task] = [total, now, now, 0]
+
+    def update(self, task: str, completed: int) -> None:
+        if task not in self.tasks:
+            return
+        total, start, last, _ = self.tasks[task]
+        now = time.monotonic()
+        if now - last < self.interval or not total:
+            return
+        self.tasks[task][2] = now
+        self.tasks[task][3] += 1
+        rate = completed / max(now - start, 1e-9)
+        eta = (total - completed) / rate if rate > 0 else float("nan")
+        unit = "variants/s" if task in ("scan", "kinship") and total > 100 else "/s"
+        self.console.print(
+            f"{LABELS.get(task, task)}: {completed:,}/{total:,} ({100 * completed / total:.0f}%), "
+            f"{rate:,.0f} {unit}, elapsed {_duration(now - start)}, eta "
+            f"{_duration(eta) if math.isfinite(eta) else '?'}", soft_wrap=True, highlight=False)
+
+    def finish(self, task: str) -> None:
+        if task in self.tasks:
+            _, start, _, lines = self.tasks.pop(task)
+            if lines:  # a task long enough to have reported: say when it ended
+                self.console.print(f"{LABELS.get(task, task)}: done in "
+                                   f"{_duration(time.monotonic() - start)}", highlight=False)
+
+
 class RichReporter(Reporter):
     def __init__(self, quiet: bool = False):
         self.quiet = quiet
@@ -64,10 +116,14 @@ class RichReporter(Reporter):
         #: every message as plain text, quiet or not (for the run's log file)
         self.lines: list[str] = []
         self._progress: Progress | None = None
+        self._plain: _PlainProgress | None = None
         self._tasks: dict[str, TaskID] = {}
 
     def __enter__(self) -> RichReporter:
-        if not self.quiet:
+        if not self.quiet and not sys.stderr.isatty():
+            interval = float(os.environ.get("GLIMIX_PROGRESS_INTERVAL", PROGRESS_INTERVAL))
+            self._plain = _PlainProgress(self.console, interval)
+        elif not self.quiet:
             self._progress = Progress(
                 SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                 MofNCompleteColumn(), _Rate(), TimeElapsedColumn(), TextColumn("eta"),
@@ -92,14 +148,20 @@ class RichReporter(Reporter):
             self.console.print(f"[yellow]warning:[/] {escape(message)}", soft_wrap=True)
 
     def start(self, task: str, total: int | None) -> None:
+        if self._plain is not None:
+            self._plain.start(task, total)
         if self._progress is not None:
             self._tasks[task] = self._progress.add_task(LABELS.get(task, task), total=total)
 
     def update(self, task: str, completed: int) -> None:
+        if self._plain is not None:
+            self._plain.update(task, completed)
         if self._progress is not None and task in self._tasks:
             self._progress.update(self._tasks[task], completed=completed)
 
     def finish(self, task: str) -> None:
+        if self._plain is not None:
+            self._plain.finish(task)
         if self._progress is not None and task in self._tasks:
             self._progress.remove_task(self._tasks.pop(task))
 

@@ -196,3 +196,23 @@ def test_a_plink2_eigenvec_file_is_a_covariate_table_as_it_is(runner, tmp_path):
     data = json.loads(null.read_text())
     assert data["null"]["covariates"] == ["intercept", "PC1", "PC2", "PC3", "PC4"]
     assert data["samples"]["counts"]["with covariates"] == len(_with_quant())
+
+
+def test_plain_progress_lines_when_stderr_is_not_a_terminal(runner, tmp_path, monkeypatch):
+    """SLURM logs: percent, rate and ETA as plain lines at an interval, no live bar."""
+    monkeypatch.setenv("GLIMIX_PROGRESS_INTERVAL", "0")
+    out = tmp_path / "o.tsv"
+    res = runner.invoke(app, ["scan", "--bfile", str(EX / "cohort"), "--pheno",
+                              str(EX / "cohort.pheno.tsv"), "--pheno-name", "quant",
+                              "--block-size", "1000", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    lines = [ln for ln in res.output.splitlines() if ln.startswith("scanning variants:")]
+    assert len(lines) >= 4, res.output
+    assert "1,000/5,000 (20%)" in lines[0] and "variants/s" in lines[0] and "eta" in lines[0]
+    assert lines[-1].startswith("scanning variants: done in")
+    assert "\x1b[" not in res.output  # no terminal control codes
+    monkeypatch.setenv("GLIMIX_PROGRESS_INTERVAL", "3600")
+    res = runner.invoke(app, ["scan", "--bfile", str(EX / "cohort"), "--pheno",
+                              str(EX / "cohort.pheno.tsv"), "--pheno-name", "quant",
+                              "--out", str(tmp_path / "p.tsv")])
+    assert res.exit_code == 0 and "scanning variants:" not in res.output
