@@ -18,6 +18,11 @@ the j-th eigenvector decays like ``(lambda_(l+1) / lambda_j)^(2 iterations + 1)`
 oversampling and a few iterations make the PCs that carry ancestry (well-separated
 eigenvalues) exact to many digits. Eigenvectors have unit norm; each sign is fixed so that
 its largest-magnitude entry is positive.
+
+The first pass reads the genotypes; when their dosages fit in :data:`CACHE_BYTES` as int8
+(n m bytes: 100,000 samples x 20,000 pruned markers), it keeps them, with each marker's
+mean and SD, and the later passes standardise from memory instead of decoding the .bed
+again (the decoding was 80% of a 20,000 x 12,000 run).
 """
 
 from __future__ import annotations
@@ -28,12 +33,14 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from glimix_cli.io.plink import Bfile
-from glimix_cli.kinship.grm import _check_used, _Counts, _standardised_blocks
+from glimix_cli.io.plink import Bfile, block_size_for_budget, iter_blocks
+from glimix_cli.kinship.grm import _check_used, _Counts, standardise
 
-__all__ = ["PCAResult", "randomized_pcs"]
+__all__ = ["CACHE_BYTES", "PCAResult", "randomized_pcs"]
 
 F = NDArray[np.float64]
+#: Dosages kept in memory (int8) between passes when they fit.
+CACHE_BYTES = 2 << 30
 
 
 @dataclass(frozen=True, eq=False)
@@ -62,6 +69,8 @@ def randomized_pcs(bfile: Bfile, k: int, sample_index: ArrayLike | None = None,
     Q, _ = np.linalg.qr(rng.normal(size=(n, ell)))
     passes = iterations + 1
     counts = _Counts()
+    keep = n * m_cand <= CACHE_BYTES
+    cache: list[tuple[NDArray[np.int8], F, F]] = []
     for it in range(passes):
         c = _Counts()
 
@@ -70,9 +79,16 @@ def randomized_pcs(bfile: Bfile, k: int, sample_index: ArrayLike | None = None,
                 progress(it * total + done, passes * total)
 
         Y = np.zeros((n, ell))
-        for Z in _standardised_blocks(bfile, sample_index, variant_indices, maf_min, None,
-                                      tick, c):
-            Y += Z @ (Z.T @ Q)
+        if it and keep:
+            for D, mean, sd in cache:
+                Z = _from_cache(D, mean, sd)
+                Y += Z @ (Z.T @ Q)
+            tick(m_cand, m_cand)
+        else:
+            for Z, D in _blocks(bfile, sample_index, variant_indices, maf_min, tick, c, keep):
+                Y += Z @ (Z.T @ Q)
+                if keep:
+                    cache.append(D)
         if it == 0:
             _check_used(bfile, c, maf_min)
             counts = c
@@ -86,3 +102,44 @@ def randomized_pcs(bfile: Bfile, k: int, sample_index: ArrayLike | None = None,
     big = np.argmax(np.abs(U), axis=0)
     U *= np.sign(U[big, np.arange(k)])
     return PCAResult(U, w[order], counts.used, counts.mono, counts.maf)
+
+
+def _blocks(bfile: Bfile, sample_index: ArrayLike | None, variant_indices: ArrayLike | None,
+            maf_min: float, tick: Callable[[int, int], None], counts: _Counts, keep: bool):
+    """The standardised blocks ``Z`` of one pass (:func:`standardise`), each with its int8
+    dosages (-1 missing), mean and SD for :func:`_from_cache` when ``keep``."""
+    vidx = (np.arange(bfile.n_variants, dtype=np.intp) if variant_indices is None
+            else np.asarray(variant_indices, dtype=np.intp))
+    n = bfile.n_samples if sample_index is None else len(np.asarray(sample_index))
+    bs = min(block_size_for_budget(n), 4096)
+    done = 0
+    for _, G in iter_blocks(bfile, vidx, bs, sample_index):
+        D = np.where(np.isnan(G), -1, G).astype(np.int8) if keep else None
+        st = standardise(G, maf_min)
+        counts.mono += int((~st.poly).sum())
+        counts.maf += int((st.poly & ~st.use).sum())
+        counts.used += int(st.use.sum())
+        done += G.shape[1]
+        tick(done, vidx.size)
+        if not st.use.any():
+            continue
+        Z = np.asfortranarray(st.Z)
+        if D is None:
+            yield Z, None
+            continue
+        D = np.ascontiguousarray(D[:, st.use])
+        obs = D >= 0
+        n_obs = obs.sum(axis=0)
+        mean = np.where(obs, D, 0).sum(axis=0) / n_obs
+        dev = np.where(obs, D - mean, 0.0)
+        sd = np.sqrt((dev * dev).sum(axis=0) / n)
+        yield Z, (D, mean, sd)
+
+
+def _from_cache(D: NDArray[np.int8], mean: F, sd: F) -> F:
+    """``Z`` of a cached block: ``(g - mean) / sd``, 0 for a missing call."""
+    Z = D.astype(np.float64)
+    Z -= mean
+    Z[D < 0] = 0.0
+    Z /= sd
+    return np.asfortranarray(Z)

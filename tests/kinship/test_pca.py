@@ -82,3 +82,15 @@ def test_pca_errors(structured, tmp_path):
     res = runner.invoke(app, ["pca", "--bfile", str(structured), "--out",
                               str(tmp_path / "nodir" / "x.eigenvec")])
     assert res.exit_code == 1 and "does not exist" in res.output
+
+
+def test_in_memory_passes_equal_rereading_the_genotypes(structured, monkeypatch):
+    import glimix_cli.kinship.pca as pca
+
+    bf = open_bfile(structured)
+    cached = randomized_pcs(bf, 3, maf_min=0.05)
+    monkeypatch.setattr(pca, "CACHE_BYTES", 0)
+    reread = randomized_pcs(bf, 3, maf_min=0.05)
+    np.testing.assert_allclose(cached.values, reread.values, rtol=1e-10)
+    np.testing.assert_allclose(np.abs(cached.vectors.T @ reread.vectors), np.eye(3), atol=1e-8)
+    assert cached.n_variants_used == reread.n_variants_used < 3000
