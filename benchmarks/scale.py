@@ -117,8 +117,10 @@ def run_glimix(work: Path, threads: int, pca_every: int, res: dict) -> None:
              str(work / f"g_{trait}.tsv.gz")], work / f"scan_{trait}.log", threads)
 
 
-def run_plink2(work: Path, threads: int, res: dict) -> None:
+def run_plink2(work: Path, threads: int, res: dict, binary: bool = True) -> None:
     for trait, lik in TRAITS.items():
+        if lik == "bernoulli" and not binary:
+            continue
         cmd = ["plink2", "--bfile", str(work / "c"), "--pheno", str(work / "c.pheno.tsv"),
                "--pheno-name", trait, "--covar", str(work / "c.eigenvec"),
                "--covar-variance-standardize", "--threads", str(threads),
@@ -149,7 +151,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--pca-every", type=int, default=4,
                     help="PCs from every k-th variant (as from an LD-pruned subset)")
-    ap.add_argument("--skip", nargs="*", default=[], choices=["glimix", "plink2", "bolt"])
+    ap.add_argument("--skip", nargs="*", default=[],
+                    choices=["glimix", "plink2", "plink2-binary", "bolt"])
     a = ap.parse_args()
     a.work.mkdir(parents=True, exist_ok=True)
     res: dict = {"n": a.n, "variants": a.variants, "threads": a.threads,
@@ -159,7 +162,7 @@ def main() -> None:
     if "glimix" not in a.skip:
         run_glimix(a.work, a.threads, a.pca_every, res)
     if "plink2" not in a.skip and shutil.which("plink2"):
-        run_plink2(a.work, a.threads, res)
+        run_plink2(a.work, a.threads, res, binary="plink2-binary" not in a.skip)
     if "bolt" not in a.skip and shutil.which("bolt"):
         run_bolt(a.work, a.threads, res)
     stats = {}
