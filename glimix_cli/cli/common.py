@@ -37,7 +37,8 @@ PhenoOpt = Annotated[
 ]
 PhenoNameOpt = Annotated[
     str | None,
-    typer.Option("--pheno-name", help="Trait column (default: the table's only data column)."),
+    typer.Option("--pheno-name", help="Trait column (default: the table's only data column); "
+                 "a plink2 range naming one column also works."),
 ]
 LikOpt = Annotated[
     Likelihood, typer.Option("--likelihood", "-l", help="Observation model of the trait.")
@@ -51,7 +52,20 @@ CovarOpt = Annotated[
 ]
 CovarNameOpt = Annotated[
     list[str] | None,
-    typer.Option("--covar-name", help="Covariate column (repeat; default all columns)."),
+    typer.Option("--covar-name",
+                 help="Covariate columns: names, comma lists and ranges as plink2 "
+                      "(--covar-name PC1-PC10,age); repeat to add. Default: all columns."),
+]
+CovarColNumsOpt = Annotated[
+    str | None,
+    typer.Option("--covar-col-nums",
+                 help="Covariate columns by number (plink2: 1-based, FID and IID counted), "
+                      "e.g. 3-12."),
+]
+PhenoColNumsOpt = Annotated[
+    str | None,
+    typer.Option("--pheno-col-nums",
+                 help="The trait column by number (plink2: 1-based, FID and IID counted)."),
 ]
 CovarCatOpt = Annotated[
     list[str] | None,
@@ -133,10 +147,12 @@ class InputOptions:
     bfile: BfileOpt
     pheno: PhenoOpt
     pheno_name: PhenoNameOpt = None
+    pheno_col_nums: PhenoColNumsOpt = None
     likelihood: LikOpt = Likelihood.normal
     trials_name: TrialsOpt = None
     covar: CovarOpt = None
     covar_name: CovarNameOpt = None
+    covar_col_nums: CovarColNumsOpt = None
     covar_cat: CovarCatOpt = None
     missing_code: MissingOpt = None
     kinship: KinshipOpt = None
@@ -194,19 +210,19 @@ def input_config(o: InputOptions) -> Any:
         usage("--screen-markers needs --sparse-cutoff")
     # as plink2's --input-missing-phenotype adds a code: the defaults stay missing
     missing = tuple(dict.fromkeys([*DEFAULT_MISSING, *(o.missing_code or [])]))
-    pheno_name = o.pheno_name
-    if pheno_name is None:
-        from glimix_cli.pipeline.inputs import sole_trait_column
+    from glimix_cli.pipeline.inputs import resolve_trait
 
-        other = [o.trials_name] if o.trials_name else []
-        hint = ""
-        if o.covar is not None and Path(o.covar).resolve() == Path(o.pheno).resolve():
-            other += [*(o.covar_name or ()), *(o.covar_cat or ())]  # one table for both
-            hint = " (or name the covariates with --covar-name / --covar-cat)"
-        pheno_name = run(lambda rep: sole_trait_column(o.pheno, other, missing, hint), True)
+    other = [o.trials_name] if o.trials_name else []
+    hint = ""
+    if o.covar is not None and Path(o.covar).resolve() == Path(o.pheno).resolve():
+        other += [*(o.covar_name or ()), *(o.covar_cat or ())]  # one table for both
+        hint = " (or name the covariates with --covar-name / --covar-cat)"
+    pheno_name = run(lambda rep: resolve_trait(o.pheno, o.pheno_name, o.pheno_col_nums, other,
+                                               missing, hint), True)
     return InputConfig(
         bfile=o.bfile, pheno=o.pheno, pheno_name=pheno_name, likelihood=o.likelihood.value,
         trials_name=o.trials_name, covar=o.covar, covar_names=tuple(o.covar_name or ()),
+        covar_col_nums=o.covar_col_nums,
         covar_cat=tuple(o.covar_cat or ()), missing_codes=missing, kinship=o.kinship,
         kinship_cache=o.kinship_cache, kinship_extract=o.kinship_extract,
         kinship_maf=o.kinship_maf, sparse_cutoff=o.sparse_cutoff,

@@ -19,6 +19,8 @@ class InputConfig:
     trials_name: str | None = None
     covar: Path | None = None
     covar_names: tuple[str, ...] = ()
+    #: plink2 --covar-col-nums: 1-based column numbers and ranges, e.g. "3-12"
+    covar_col_nums: str | None = None
     covar_cat: tuple[str, ...] = ()
     missing_codes: tuple[str, ...] = DEFAULT_MISSING
     kinship: Path | None = None  # precomputed matrix (text) or sparse table (.grm.sp, .kin0)

@@ -12,6 +12,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from glimix_cli.errors import InputError
+from glimix_cli.io.columns import columns_by_number, expand_columns, table_columns
 from glimix_cli.io.plink import Bfile, open_bfile
 from glimix_cli.io.samples import SampleMatch, match_samples, select_samples
 from glimix_cli.io.tables import (
@@ -29,7 +30,42 @@ from glimix_cli.registry import BINARY_LIKELIHOODS, LIKELIHOODS
 
 F = NDArray[np.float64]
 #: ``sole_trait_column``: the trait column a table implies when --pheno-name is not given.
-__all__ = ["Inputs", "file_fingerprint", "load_inputs", "sole_trait_column"]
+__all__ = ["Inputs", "file_fingerprint", "load_inputs", "resolve_trait", "sole_trait_column"]
+
+
+def resolve_trait(path: Path, name: str | None, col_nums: str | None, other: list[str],
+                  missing: tuple[str, ...], hint: str = "") -> str:
+    """The trait column of ``--pheno-name`` (a name, or a plink2 list/range naming one
+    column), ``--pheno-col-nums``, or the table's only data column."""
+    if name is None and col_nums is None:
+        return sole_trait_column(path, other, missing, hint)
+    header, data = table_columns(path, missing)
+    if col_nums is not None:
+        if name is not None:
+            raise InputError("--pheno-name and --pheno-col-nums are alternatives: give one")
+        names = columns_by_number(header, col_nums, str(path), "--pheno-col-nums")
+    elif name in data:
+        return name
+    else:
+        names = expand_columns(data, [name], str(path), "--pheno-name")
+    if len(names) != 1:
+        raise InputError(f"{path}: {len(names)} trait columns ({', '.join(names[:5])}"
+                         f"{', ...' if len(names) > 5 else ''}) - one trait per run for now: "
+                         "run glimix once per trait")
+    return names[0]
+
+
+def _covariate_names(cfg: InputConfig) -> list[str] | None:
+    """``--covar-name`` (lists and ranges) and ``--covar-col-nums``, expanded; None for all."""
+    if not cfg.covar_names and cfg.covar_col_nums is None:
+        return None
+    assert cfg.covar is not None
+    header, data = table_columns(cfg.covar, cfg.missing_codes)
+    names = expand_columns(data, cfg.covar_names, str(cfg.covar), "--covar-name")
+    if cfg.covar_col_nums is not None:
+        names += columns_by_number(header, cfg.covar_col_nums, str(cfg.covar),
+                                   "--covar-col-nums")
+    return list(dict.fromkeys(names))
 
 
 @dataclass
@@ -89,7 +125,7 @@ def load_inputs(cfg: InputConfig, rep: Reporter) -> Inputs:
         rep.info(f"trait {cfg.pheno_name}: {trait.coding}")
     cov = None
     if cfg.covar is not None:
-        cov = load_covariates(cfg.covar, list(cfg.covar_names) or None, cfg.covar_cat,
+        cov = load_covariates(cfg.covar, _covariate_names(cfg), cfg.covar_cat,
                               cfg.missing_codes, exclude=[cfg.pheno_name])
         if cov.left_out:
             rep.info(f"covariates: every column of {cfg.covar} but {', '.join(cov.left_out)} "
@@ -121,6 +157,7 @@ def load_inputs(cfg: InputConfig, rep: Reporter) -> Inputs:
         "likelihood": cfg.likelihood,
         "trials_name": cfg.trials_name,
         "covar_names": list(cfg.covar_names),
+        "covar_col_nums": cfg.covar_col_nums,
         "covar_cat": list(cfg.covar_cat),
         "missing_codes": list(cfg.missing_codes),
         "keep": file_fingerprint(cfg.keep),

@@ -320,3 +320,33 @@ def _all_equal(block: NDArray[np.float64], miss: NDArray[np.bool_], complete: bo
             same[cand] = sub.min(axis=0) == sub.max(axis=0)
         return same
     return np.fmin.reduce(block, axis=0) == np.fmax.reduce(block, axis=0)
+
+
+def chromosome_notes(variants: pd.DataFrame, indices: NDArray[np.intp],
+                     sex: pd.Series) -> list[tuple[str, str]]:
+    """``(level, message)`` notes on the selected variants a user should know of:
+    chromosome 0 (unplaced) and position <= 0 in the .bim, and the sex chromosomes
+    (scanned with autosomal 0/1/2 dosages; a warning when the .fam gives no sex)."""
+    chrom = _norm_chrom(variants["chrom"].to_numpy()[indices])
+    pos = variants["pos"].to_numpy()[indices]
+    notes: list[tuple[str, str]] = []
+    unplaced = int(np.sum(chrom == "0"))
+    if unplaced:
+        notes.append(("info", f"{unplaced:,} selected variants are on chromosome 0 "
+                              "(unplaced in the .bim): scanned, reported on chromosome 0"))
+    nopos = int(np.sum(pos <= 0))
+    if nopos:
+        notes.append(("info", f"{nopos:,} selected variants have position <= 0 in the .bim "
+                              "(unknown; plink2 writes -9): scanned, their position kept"))
+    for name in ("X", "Y", "XY", "MT"):
+        k = int(np.sum(chrom == name))
+        if not k:
+            continue
+        msg = (f"{k:,} selected variants on chromosome {name}: tested with 0/1/2 dosages as "
+               "the autosomes (no hemizygous coding of males)")
+        if name in ("X", "Y") and not sex.isin(["1", "2"]).any():
+            notes.append(("warn", msg + "; the .fam gives no sex for any sample, so sex "
+                                        "cannot even be a covariate - add it to --covar"))
+        else:
+            notes.append(("info", msg))
+    return notes

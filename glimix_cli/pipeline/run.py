@@ -32,7 +32,7 @@ from glimix_cli.pipeline.kinship import Kinship, build_kinship, kinship_options
 from glimix_cli.pipeline.null import NullModel, fit_null
 from glimix_cli.pipeline.null_file import null_from_json, null_json, write_null_json
 from glimix_cli.pipeline.progress import Reporter
-from glimix_cli.pipeline.qc import select_variants
+from glimix_cli.pipeline.qc import chromosome_notes, select_variants
 from glimix_cli.pipeline.resume import (
     RunIdentity,
     null_hash,
@@ -136,6 +136,8 @@ def _plan(cfg: InputConfig, scfg: ScanConfig, inputs: Inputs, rep: Reporter) -> 
     if sel.indices.size == 0:
         raise InputError(f"{bfile.bim}: no variant matches the selection (--chr/--from-bp/"
                          "--to-bp/--extract/--exclude) - check the chromosome names and ranges")
+    for level, message in chromosome_notes(bfile.variants, sel.indices, bfile.samples["sex"]):
+        (rep.warn if level == "warn" else rep.info)(message)
     start, stop = chunk_range(sel.indices.size, *scfg.chunk)
     bs = scfg.block_size or min(block_size_for_budget(inputs.match.n, 256), 4096)
     test = resolve_test(scfg.test, cfg.likelihood)

@@ -216,3 +216,68 @@ def test_plain_progress_lines_when_stderr_is_not_a_terminal(runner, tmp_path, mo
                               str(EX / "cohort.pheno.tsv"), "--pheno-name", "quant",
                               "--out", str(tmp_path / "p.tsv")])
     assert res.exit_code == 0 and "scanning variants:" not in res.output
+
+
+def test_column_lists_ranges_and_numbers_as_plink2(runner, tmp_path):
+    """--covar-name age-sex (a range in file order), --covar-col-nums 3-4 (FID and IID
+    counted), --pheno-col-nums 3: the same model as the names written out."""
+    def covariates(*extra: str) -> list[str]:
+        out = tmp_path / "f"
+        res = runner.invoke(app, ["fit", "--bfile", str(EX / "cohort"), "--pheno",
+                                  str(EX / "cohort.pheno.tsv"), "--covar",
+                                  str(EX / "cohort.covar.tsv"), "--out", str(out), *extra])
+        assert res.exit_code == 0, res.output
+        data = json.loads(out.with_suffix(".null.json").read_text())
+        return [data["null"]["covariates"], data["inputs"]["pheno_name"]]
+
+    want = covariates("--pheno-name", "quant", "--covar-name", "age", "--covar-name", "sex")
+    assert want == [["intercept", "age", "sex"], "quant"]
+    assert covariates("--pheno-name", "quant", "--covar-name", "age-sex") == want
+    assert covariates("--pheno-name", "quant", "--covar-col-nums", "3-4") == want
+    assert covariates("--pheno-col-nums", "3", "--covar-name", "age,sex") == want
+    assert covariates("--pheno-name", "quant", "--covar-name", "sex,age")[0] == [
+        "intercept", "sex", "age"]
+
+    def error(*extra: str) -> str:
+        res = runner.invoke(app, ["fit", "--bfile", str(EX / "cohort"), "--pheno",
+                                  str(EX / "cohort.pheno.tsv"), "--covar",
+                                  str(EX / "cohort.covar.tsv"), *extra])
+        assert res.exit_code == 1, res.output
+        errors = [ln for ln in res.output.splitlines() if ln.startswith("error:")]
+        assert len(errors) == 1 and "Traceback" not in res.output, res.output
+        assert not (tmp_path / "e.null.json").exists()
+        return errors[0]
+
+    assert "runs backwards" in error("--pheno-name", "quant", "--covar-name", "sex-age")
+    assert "column 'PC1-PC10' not found" in error("--pheno-name", "quant", "--covar-name",
+                                                  "PC1-PC10")
+    assert "ID column" in error("--pheno-name", "quant", "--covar-col-nums", "1-3")
+    assert "one trait per run" in error("--pheno-name", "quant-count")
+    assert "header has 7 columns" in error("--pheno-col-nums", "9")
+
+
+def test_unplaced_unknown_position_and_x_variants_are_reported(runner, tmp_path):
+    from glimix_cli.io.plink_write import write_plink1
+
+    rng = np.random.default_rng(3)
+    n, m = 80, 40
+    G = rng.binomial(2, 0.3, size=(n, m)).astype(float)
+    chrom = ["0"] * 5 + ["1"] * 25 + ["X"] * 10
+    pos = [-9] * 3 + list(range(1000, 1000 * (m - 2), 1000))
+    ids = [f"s{i}" for i in range(n)]
+    write_plink1(tmp_path / "g", G, chrom=chrom, variant_id=[f"v{j}" for j in range(m)],
+                 pos=pos, a1=["A"] * m, a2=["G"] * m, fid=ids, iid=ids)
+    (tmp_path / "p.tsv").write_text("FID\tIID\ty\n" + "".join(
+        f"{i}\t{i}\t{rng.normal():.4f}\n" for i in ids))
+    res = runner.invoke(app, ["scan", "--bfile", str(tmp_path / "g"), "--pheno",
+                              str(tmp_path / "p.tsv"), "--mac", "1", "--out",
+                              str(tmp_path / "o.tsv")])
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    assert "5 selected variants are on chromosome 0" in text
+    assert "3 selected variants have position <= 0" in text
+    assert "warning: 10 selected variants on chromosome X" in text
+    assert "gives no sex for any sample" in text
+    out = pd.read_csv(tmp_path / "o.tsv", sep="\t")
+    assert (out["chromosome"].astype(str) == "0").sum() == 5
+    assert (out["base_pair_location"] == -9).sum() == 3
