@@ -63,8 +63,7 @@ def kinship(
     threads: ThreadsOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
-    """Build the standardised GRM and cache its eigendecomposition for fit and scan (with
-    --sparse-cutoff: the sparse GRM of the related pairs, for large cohorts)."""
+    """Build the GRM for fit and scan: dense (eigendecomposed) or sparse (--sparse-cutoff)."""
     limit_threads(threads)
     if out.suffix != ".npz":
         usage(f"--out {out}: the kinship cache must end in .npz")

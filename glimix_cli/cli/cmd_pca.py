@@ -48,8 +48,7 @@ def pca(
     threads: ThreadsOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
-    """Principal components of the standardised genotypes (randomised SVD of the GRM,
-    streamed in variant blocks), written as plink2 --pca writes them."""
+    """Principal components of the genotypes (streamed randomised SVD), as plink2 --pca."""
     limit_threads(threads)
     from glimix_cli.cli.console import console_err
     from glimix_cli.pipeline.pca import run_pca

@@ -95,10 +95,11 @@ class _PlainProgress:
         self.tasks[task][3] += 1
         rate = completed / max(now - start, 1e-9)
         eta = (total - completed) / rate if rate > 0 else float("nan")
-        unit = "variants/s" if task in ("scan", "kinship") and total > 100 else "/s"
+        # a task counted in percent (total 100) shows no count or rate
+        count = (f"{completed:,}/{total:,} ({100 * completed / total:.0f}%), {rate:,.0f} "
+                 "variants/s" if total != 100 else f"{completed}%")
         self.console.print(
-            f"{LABELS.get(task, task)}: {completed:,}/{total:,} ({100 * completed / total:.0f}%), "
-            f"{rate:,.0f} {unit}, elapsed {_duration(now - start)}, eta "
+            f"{LABELS.get(task, task)}: {count}, elapsed {_duration(now - start)}, eta "
             f"{_duration(eta) if math.isfinite(eta) else '?'}", soft_wrap=True, highlight=False)
 
     def finish(self, task: str) -> None:

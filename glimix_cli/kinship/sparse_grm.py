@@ -146,7 +146,10 @@ def sparse_grm(bfile: Bfile, sample_index: ArrayLike | None, variant_indices: Ar
     rng = np.random.default_rng(seed)
     screen_idx = vidx if exact else np.sort(rng.choice(vidx, m_s, replace=False))
     n_tiles = -(-n // _TILE)
-    total = screen_idx.size + -(-n_tiles * (n_tiles + 1) // 2 // n_parts) + m_cand
+    # progress in units of one marker read (about 10 ns per sample); a tile of the screen
+    # is 2 TILE^2 m_s float32 flops (about 1e11 per second)
+    tile_w = max(1, round(2.0 * _TILE * min(_TILE, n) * screen_idx.size / 1e11 / (n * 1e-8)))
+    total = (screen_idx.size + tile_w * -(-n_tiles * (n_tiles + 1) // 2 // n_parts) + m_cand)
     done = [0]
 
     def step(k: int) -> None:
@@ -166,7 +169,7 @@ def sparse_grm(bfile: Bfile, sample_index: ArrayLike | None, variant_indices: Ar
         Uf = U.astype(np.float32)
         for lo in range(0, Zs.shape[1], 1024):  # in place, a slab at a time
             Zs[:, lo:lo + 1024] -= Uf @ (Uf.T @ Zs[:, lo:lo + 1024])
-    rows, cols = _screen_pairs(Zs, t, step, part)
+    rows, cols = _screen_pairs(Zs, t, lambda k: step(k * tile_w), part)
     del Zs
     val, diag, counts = _exact_pairs(bfile, sidx, vidx, maf_min, rows, cols, n, step, U)
     keep = val >= cutoff

@@ -76,11 +76,15 @@ def null_from_json(path: Path, inputs: Inputs, kin: Kinship, cfg: InputConfig) -
         raise InputError(f"{path}: fitted on other genotype files - {rebuild}")
     if data["kinship"]["options"] != kinship_options(cfg):
         raise InputError(f"{path}: fitted with other kinship options - {rebuild}")
-    if data["kinship"].get("sparse") != kin.summary:
-        was = "a sparse" if data["kinship"].get("sparse") else "a dense"
-        raise InputError(f"{path}: fitted with {was} kinship, this run has "
-                         f"{'a sparse' if kin.sparse else 'a dense'} one ({kin.source}) - "
-                         f"{rebuild}")
+    stored = data["kinship"].get("sparse")
+    if stored != kin.summary:
+        if stored and kin.summary:
+            what = (f"another sparse kinship ({stored.get('pairs')} pairs; this run's "
+                    f"{kin.source} has {kin.summary['pairs']})")
+        else:
+            what = (f"a {'sparse' if stored else 'dense'} kinship, this run has a "
+                    f"{'sparse' if kin.sparse else 'dense'} one ({kin.source})")
+        raise InputError(f"{path}: fitted with {what} - {rebuild}")
     if data["samples"]["iid"] != [str(i) for i in inputs.match.iid] or data["samples"]["fid"] != [
         str(f) for f in inputs.match.fid
     ]:
