@@ -104,19 +104,26 @@ def check_dense_memory(n: int) -> None:
             "`glimix kinship --sparse-cutoff`)")
 
 
-def _sparse_kinship(K: Any, source: str, rep: Reporter, n_variants: int | None = None,
-                    detail: str = "") -> Kinship:
-    """A sparse kinship of the analysed samples, made positive semi-definite per family."""
-    K, n_adj, worst = project_psd(K)
-    if n_adj:
-        rep.warn(f"kinship: {n_adj:,} families' blocks were not positive semi-definite "
-                 f"(smallest eigenvalue {worst:.3g}); their negative eigenvalues were set to 0")
+def _psd_within_cap(K: Any, source: str) -> tuple[Any, int, float, dict[str, int]]:
+    """``K`` made PSD per family, after checking that no family exceeds the block cap (a
+    family's block is factorised whole); with its summary."""
     summ = sparse_summary(K)
     if summ["largest"] > MAX_BLOCK:
         raise InputError(f"kinship: the sparse {source} joins {summ['largest']:,} samples into "
                          f"one family (relatives of relatives), above the cap {MAX_BLOCK:,} - "
                          "keep fewer distant pairs (a higher --sparse-cutoff, or a filtered "
                          "table)")
+    K, n_adj, worst = project_psd(K)
+    return K, n_adj, worst, (sparse_summary(K) if n_adj else summ)
+
+
+def _sparse_kinship(K: Any, source: str, rep: Reporter, n_variants: int | None = None,
+                    detail: str = "") -> Kinship:
+    """A sparse kinship of the analysed samples, made positive semi-definite per family."""
+    K, n_adj, worst, summ = _psd_within_cap(K, source)
+    if n_adj:
+        rep.warn(f"kinship: {n_adj:,} families' blocks were not positive semi-definite "
+                 f"(smallest eigenvalue {worst:.3g}); their negative eigenvalues were set to 0")
     rep.info(f"kinship: sparse {source}{detail}: {summ['pairs']:,} pairs of relatives, "
              f"{summ['families']:,} families ({summ['in_families']:,} samples, the largest "
              f"{summ['largest']:,}), {K.shape[0] - summ['in_families']:,} unrelated")
@@ -296,8 +303,8 @@ def _run_sparse_kinship(bfile: Bfile, variants: NDArray[np.intp] | None, cfg: In
         save_sparse_kinship_cache(out, res.K, fid, iid, bfile_fingerprint(bfile, opts), info)
         return {"n_samples": bfile.n_samples, "n_variants_used": res.n_variants_used,
                 "part": list(part), "sparse": info}
-    K, n_adj, worst = project_psd(res.K)
-    info.update(psd_adjusted=n_adj, **sparse_summary(K))
+    K, n_adj, worst, summ = _psd_within_cap(res.K, "GRM")
+    info.update(psd_adjusted=n_adj, **summ)
     save_sparse_kinship_cache(out, K, fid, iid, bfile_fingerprint(bfile, opts), info)
     return {"n_samples": bfile.n_samples, "n_variants_used": res.n_variants_used,
             "monomorphic": res.n_skipped_monomorphic, "skipped_maf": res.n_skipped_maf,
@@ -339,10 +346,10 @@ def merge_kinship_parts(out: Path, parts: list[Path]) -> dict[str, Any]:
     diag = first["K"].diagonal()
     K = sparse.diags(diag) + sum((r["K"] - sparse.diags(r["K"].diagonal()) for r in read),
                                  sparse.csr_matrix(first["K"].shape))
-    K, n_adj, worst = project_psd(K.tocsr())
+    K, n_adj, worst, summ = _psd_within_cap(K.tocsr(), "GRM")
     info = {k: first["info"][k] for k in (*same, "detect_at_cutoff")}
     info.update(flagged=sum(r["info"]["flagged"] for r in read), psd_adjusted=n_adj,
-                merged_parts=n_parts, **sparse_summary(K))
+                merged_parts=n_parts, **summ)
     save_sparse_kinship_cache(out, K, first["fid"], first["iid"], first["fingerprint"], info)
     return {"n_samples": K.shape[0], "n_variants_used": info["n_variants_used"], "sparse": info,
             "psd_min_eigenvalue": worst, "parts": n_parts}
