@@ -34,11 +34,11 @@ ROOT = Path(__file__).resolve().parents[1]
 TRAITS = {"quant": "normal", "case10": "bernoulli", "case01": "bernoulli"}
 
 
-def timed(cmd: list[str], log: Path, threads: int) -> dict:
+def timed(cmd: list[str], log: Path, threads: int, extra_env: dict | None = None) -> dict:
     """Run ``cmd`` under /usr/bin/time; wall seconds and peak RSS (GB)."""
     env = {"OMP_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads),
            "MKL_NUM_THREADS": str(threads), "PATH": str(Path(sys.executable).parent) + ":"
-           + "/usr/local/bin:/usr/bin:/bin"}
+           + "/usr/local/bin:/usr/bin:/bin", **(extra_env or {})}
     t0 = time.perf_counter()
     with open(log, "w") as fh:
         res = subprocess.run(["/usr/bin/time", "-f", "__RSS_KB %M", *cmd], stdout=fh,

@@ -60,6 +60,9 @@ def kinship(
         "the parts with --merge-parts.")] = None,
     merge_parts: Annotated[bool, typer.Option(
         "--merge-parts", help="Join the sparse-GRM parts given as arguments into --out.")] = False,
+    loco: Annotated[bool, typer.Option(
+        "--loco", help="Also store the eigendecomposition of the kinship leaving out each "
+        "chromosome, for fit/scan --loco (one n x n matrix per chromosome).")] = False,
     threads: ThreadsOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
@@ -82,12 +85,15 @@ def kinship(
         usage("--screen-markers needs --sparse-cutoff")
     if part is not None and sparse_cutoff is None:
         usage("--part splits the sparse GRM: it needs --sparse-cutoff")
+    if loco and sparse_cutoff is not None:
+        usage("--loco and --sparse-cutoff: a sparse family kinship needs no LOCO (it holds "
+              "the close relatives' sharing, not a polygenic fit) - drop --loco")
     from glimix_cli.pipeline.kinship import run_kinship
 
     rng = _parse_part(part)
     _report(out, run(lambda rep: run_kinship(bfile, kinship_extract, maf, out, rep,
-                                             sparse_cutoff, screen_markers, sparse_pcs, rng),
-                     quiet), quiet)
+                                             sparse_cutoff, screen_markers, sparse_pcs, rng,
+                                             loco), quiet), quiet)
 
 
 def _report(out: Path, info: dict[str, Any], quiet: bool) -> None:
@@ -96,10 +102,12 @@ def _report(out: Path, info: dict[str, Any], quiet: bool) -> None:
     from glimix_cli.cli.console import console_err
 
     if "sparse" not in info:
+        loco = (f"; and the kinships leaving out each of {len(info['loco'])} chromosomes"
+                if info.get("loco") else "")
         console_err().print(
             f"[green]wrote[/] {out}: {info['n_samples']:,} samples, "
             f"{info['n_variants_used']:,} variants, rank {info['rank']:,} "
-            f"({info['monomorphic']:,} monomorphic skipped)")
+            f"({info['monomorphic']:,} monomorphic skipped){loco}")
         return
     sp = info["sparse"]
     screen = ("every marker screened" if sp["exact_screen"] else

@@ -129,6 +129,12 @@ RemoveOpt = Annotated[
     typer.Option("--remove", exists=True, dir_okay=False,
                  help="Leave these samples out (plink2 --remove; applied after --keep)."),
 ]
+LocoOpt = Annotated[
+    bool,
+    typer.Option("--loco", help="Leave one chromosome out: test each chromosome's variants "
+                 "against the null model refitted on the kinship of the other chromosomes (as "
+                 "SAIGE, REGENIE, BOLT-LMM). Dense kinships; a sparse one needs none."),
+]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary.")]
 ThreadsOpt = Annotated[
     int | None,
@@ -164,6 +170,7 @@ class InputOptions:
     sparse_pcs: SparsePcsOpt = 10
     keep: KeepOpt = None
     remove: RemoveOpt = None
+    loco: LocoOpt = False
 
 
 def input_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -208,6 +215,7 @@ def input_config(o: InputOptions) -> Any:
               "sparse GRM from the genotypes")
     if o.screen_markers is not None and o.sparse_cutoff is None:
         usage("--screen-markers needs --sparse-cutoff")
+
     # as plink2's --input-missing-phenotype adds a code: the defaults stay missing
     missing = tuple(dict.fromkeys([*DEFAULT_MISSING, *(o.missing_code or [])]))
     from glimix_cli.pipeline.inputs import resolve_trait
@@ -227,6 +235,7 @@ def input_config(o: InputOptions) -> Any:
         kinship_cache=o.kinship_cache, kinship_extract=o.kinship_extract,
         kinship_maf=o.kinship_maf, sparse_cutoff=o.sparse_cutoff,
         screen_markers=o.screen_markers, sparse_pcs=o.sparse_pcs, keep=o.keep, remove=o.remove,
+        loco=o.loco,
     )
 
 

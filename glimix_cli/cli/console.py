@@ -55,7 +55,8 @@ class _Rate(TextColumn):
 
 
 LABELS = {"kinship": "kinship (GRM)", "null": "null model fit", "scan": "scanning variants",
-          "pca": "principal components"}
+          "pca": "principal components", "loco": "LOCO null models (chromosomes)",
+          "eigen": "LOCO eigendecompositions (chromosomes)"}
 
 
 #: Seconds between plain progress lines when stderr is not a terminal (a SLURM log);
@@ -245,6 +246,28 @@ def _null_notes(null) -> list[str]:
     return notes
 
 
+def _loco_lines(loco: dict | None) -> list[str]:
+    """The ``--loco`` part of a summary: the per-chromosome models' v0/v1 ranges and times."""
+    if not loco:
+        return []
+    if "note" in loco:
+        return [f"LOCO: {loco['note']}"]
+    if not loco["chromosomes"]:
+        return ["LOCO: no chromosome tested"]
+    lines = [f"LOCO null models ({loco['chromosomes']} chromosomes, each on the kinship "
+             "without it):",
+             f"  v0 {_g(loco['v0'][0])} - {_g(loco['v0'][1])}, "
+             f"v1 {_g(loco['v1'][0])} - {_g(loco['v1'][1])}"]
+    if loco.get("seconds"):
+        lo, hi = loco["seconds"]
+        lines.append(f"  {loco['refitted']} refits, {lo:.1f} - {hi:.1f} s each, "
+                     f"{loco['seconds_total']:.1f} s in all")
+    if loco.get("not_converged"):
+        lines.append(f"  [yellow]not converged:[/] chromosome(s) "
+                     f"{', '.join(loco['not_converged'])}")
+    return lines
+
+
 def print_fit_summary(outcome, seconds: float, c: Console | None = None) -> None:
     c = c or console_err()
     c.print(_samples_table(outcome.inputs.match.counts))
@@ -252,6 +275,8 @@ def print_fit_summary(outcome, seconds: float, c: Console | None = None) -> None
         c.print(t)
     for note in _null_notes(outcome.null):
         c.print(note)
+    for line in _loco_lines(getattr(outcome, "loco", None)):
+        c.print(line)
     if outcome.null_path is not None:
         c.print(f"[green]wrote[/] {outcome.null_path}")
     c.print(f"done in {seconds:.1f} s")
@@ -264,6 +289,8 @@ def print_scan_summary(summary, c: Console | None = None) -> None:
         c.print(t)
     for note in _null_notes(summary.null):
         c.print(note)
+    for line in _loco_lines(getattr(summary, "loco", None)):
+        c.print(line)
     st = Table(title="variants", header_style="bold", box=None)
     st.add_column("status")
     st.add_column("count", justify="right")

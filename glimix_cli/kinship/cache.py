@@ -8,6 +8,11 @@ one-element str array) of the genotypes and options it was built from, and
 A sparse cache (``glimix kinship --sparse-cutoff``) has ``kind = "sparse"`` and, instead of
 ``Q0``/``S0``, the upper triangle of the sparse GRM (diagonal included) as ``row``, ``col``,
 ``val``, plus an ``info`` JSON string (cutoff, screening).
+
+A LOCO cache (``glimix kinship --loco``) is a dense cache that also holds, for every
+chromosome ``c`` with kinship variants, the decomposition of the kinship leaving it out
+(``loco.Q0.<k>``, ``loco.S0.<k>``), the chromosomes ``loco_chroms`` and their variant counts
+``loco_counts``; the dense loaders skip those arrays.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import zipfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +33,13 @@ from glimix_cli.io.plink import Bfile
 from glimix_cli.model.linalg import QSType
 
 __all__ = ["FORMAT_VERSION", "bfile_fingerprint", "cache_kind", "load_kinship_cache",
-           "load_sparse_kinship_cache", "read_sparse_part", "save_kinship_cache",
+           "load_loco_chromosome", "load_sparse_kinship_cache", "loco_chromosomes",
+           "read_sparse_part", "save_kinship_cache", "save_loco_kinship_cache",
            "save_sparse_kinship_cache"]
 
 FORMAT_VERSION = 1
+#: Name prefix of the per-chromosome arrays of a LOCO cache (``loco.Q0.<k>``, ``loco.S0.<k>``).
+_LOCO_PREFIX = "loco."
 _REBUILD = "rebuild it with `glimix kinship ... --out FILE.npz`"
 
 
@@ -99,7 +108,8 @@ def save_kinship_cache(
 
 
 def _write(path: Path, arrays: dict[str, Any], fid: ArrayLike | None, iid_arr: Any,
-           fingerprint: dict[str, Any]) -> None:
+           fingerprint: dict[str, Any],
+           extra: Callable[[zipfile.ZipFile], None] | None = None) -> None:
     has_fid = fid is not None
     fid_arr = np.asarray([str(f) for f in fid], dtype=str) if has_fid else np.array([], str)
     arrays = {
@@ -113,7 +123,70 @@ def _write(path: Path, arrays: dict[str, Any], fid: ArrayLike | None, iid_arr: A
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_binary(path) as fh:
-        np.savez(fh, **arrays)
+        if extra is None:
+            np.savez(fh, **arrays)
+            return
+        with zipfile.ZipFile(fh, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+            for name, arr in arrays.items():
+                _zip_array(zf, name, arr)
+            extra(zf)
+
+
+def save_loco_kinship_cache(path: str | os.PathLike[str], QS: QSType,
+                            loco: Iterator[tuple[str, int, QSType]], fid: ArrayLike | None,
+                            iid: ArrayLike, fingerprint: dict[str, Any]) -> list[str]:
+    """A dense cache (the whole-genome ``QS``) plus the eigendecomposition of every
+    leave-one-chromosome-out kinship, ``loco`` yielding ``(chromosome, m_c, QS_-c)``.
+
+    The per-chromosome arrays are written into the ``.npz`` one at a time (the cache of
+    22 chromosomes is 22 n x n matrices: never all in memory). Returns the chromosomes.
+    """
+    (Q0, _), S0 = QS
+    iid_arr = np.asarray([str(i) for i in iid], dtype=str)
+    chroms: list[str] = []
+    counts: list[int] = []
+
+    def extra(zf: zipfile.ZipFile) -> None:
+        for k, (chrom, m_c, ((Qc, _), Sc)) in enumerate(loco):
+            _zip_array(zf, f"{_LOCO_PREFIX}Q0.{k}", np.asarray(Qc, dtype=np.float64))
+            _zip_array(zf, f"{_LOCO_PREFIX}S0.{k}", np.asarray(Sc, dtype=np.float64).ravel())
+            chroms.append(str(chrom))
+            counts.append(int(m_c))
+        _zip_array(zf, "loco_chroms", np.asarray(chroms, dtype=str))
+        _zip_array(zf, "loco_counts", np.asarray(counts, dtype=np.int64))
+
+    _write(Path(path), {"Q0": np.asarray(Q0, dtype=np.float64),
+                        "S0": np.asarray(S0, dtype=np.float64).ravel()},
+           fid, iid_arr, fingerprint, extra)
+    return chroms
+
+
+def _zip_array(zf: zipfile.ZipFile, name: str, arr: Any) -> None:
+    with zf.open(f"{name}.npy", "w", force_zip64=True) as fh:
+        np.lib.format.write_array(fh, np.asanyarray(arr), allow_pickle=False)
+
+
+def loco_chromosomes(path: str | os.PathLike[str]) -> dict[str, int] | None:
+    """``{chromosome: m_c}`` of a LOCO cache (None for a cache without LOCO kinships)."""
+    data = _read(Path(path))
+    if "loco_chroms" not in data:
+        return None
+    return {str(c): int(m) for c, m in zip(data["loco_chroms"], data["loco_counts"],
+                                           strict=True)}
+
+
+def load_loco_chromosome(path: str | os.PathLike[str], chrom: str) -> QSType:
+    """The decomposition of ``K_-chrom`` stored in a LOCO cache (its samples and
+    fingerprint checked by :func:`load_kinship_cache` before)."""
+    chroms = loco_chromosomes(path)
+    if chroms is None or str(chrom) not in chroms:
+        raise InputError(f"{path}: holds no kinship leaving chromosome {chrom} out - "
+                         "rebuild it with `glimix kinship --loco`")
+    k = list(chroms).index(str(chrom))
+    with np.load(path, allow_pickle=False) as z:
+        Q0 = z[f"{_LOCO_PREFIX}Q0.{k}"]
+        S0 = z[f"{_LOCO_PREFIX}S0.{k}"]
+    return (Q0, np.empty((Q0.shape[0], 0))), S0
 
 
 def save_sparse_kinship_cache(path: str | os.PathLike[str], K: Any, fid: ArrayLike | None,
@@ -206,11 +279,13 @@ def read_sparse_part(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def _read(path: Path) -> dict[str, Any]:
+    """The arrays of a cache, except the per-chromosome decompositions of a LOCO cache
+    (read one at a time by :func:`load_loco_chromosome`)."""
     if not path.is_file():
         raise InputError(f"{path}: kinship cache not found - {_REBUILD}")
     try:
         with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
+            return {k: z[k] for k in z.files if not k.startswith(_LOCO_PREFIX)}
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
         raise InputError(
             f"{path}: not a glimix kinship cache ({' '.join(str(exc).split())}) - {_REBUILD}"

@@ -113,6 +113,16 @@ class GLMMExpFam(_GLMMBase):
     def likelihood(self) -> Likelihood:
         return self._lik
 
+    def warm_start(self, eta: ArrayLike, tau: ArrayLike) -> None:
+        """Start the next EP run from these site parameters (e.g. the sites of a fit on a
+        similar kinship) instead of from zero. Changes where EP starts, not its result."""
+        eta = np.asarray(eta, dtype=np.float64)
+        tau = np.asarray(tau, dtype=np.float64)
+        if eta.shape != (self._lik.n,) or tau.shape != (self._lik.n,):
+            raise ValueError(f"warm_start: eta and tau must have shape ({self._lik.n},)")
+        self._state = None
+        self._warm = (eta.copy(), tau.copy())
+
     def _changed(self) -> None:
         if getattr(self, "_state", None) is not None:
             self._warm = (self._state.eta, self._state.tau)

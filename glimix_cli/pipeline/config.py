@@ -36,6 +36,8 @@ class InputConfig:
     #: plink2 --keep / --remove: sample lists (FID IID or IID per line)
     keep: Path | None = None
     remove: Path | None = None
+    #: leave-one-chromosome-out kinships and null models (pipeline/loco.py)
+    loco: bool = False
 
 
 @dataclass(frozen=True)

@@ -148,7 +148,11 @@ def iter_blocks_dask(client: Any, fn: Callable[[Any, NDArray[np.intp]], Any], ct
                      describe: Callable[[int], str] | None = None) -> Iterator[tuple[int, Any]]:
     """Yield ``(b, fn(ctx, blocks[b]))`` for ``b = start, start+1, ...`` in order.
 
-    ``ctx`` is scattered once to all workers; at most ``window`` blocks (default: twice
+    ``ctx`` is scattered once to all workers. Or ``ctx`` gives each block its own
+    context (a :class:`~glimix_cli.pipeline.scan.BlockContexts`: ``key(b)``, ``get(b)``,
+    ``done(b)``; ``--loco``'s per-chromosome models): then each context is scattered when
+    its first block is submitted and released after its last, so workers hold only the
+    models of the chromosomes in flight. At most ``window`` blocks (default: twice
     the cluster's threads, at least 4) are submitted beyond the next block to hand back,
     which bounds both the tasks in flight and the results held here.
 
@@ -163,13 +167,22 @@ def iter_blocks_dask(client: Any, fn: Callable[[Any, NDArray[np.intp]], Any], ct
     rescatters = 0
     serial = 0
     killed: set[int] = set()  # blocks already resubmitted after a KilledWorker
-    ctx_f = client.scatter(ctx, broadcast=True, hash=False)
-    wait(ctx_f)
+    per_block = all(hasattr(ctx, a) for a in ("key", "get", "done"))
+    held: dict[str, Any] = {}  # context key -> the context (kept to scatter it again)
+    scattered: dict[str, Any] = {}  # context key -> its future on the cluster
+
+    def scatter(k: str) -> None:
+        scattered[k] = client.scatter(held[k], broadcast=True, hash=False)
+        wait(scattered[k])
 
     def submit(j: int) -> Any:
         nonlocal serial
         serial += 1
-        return client.submit(fn, ctx_f, blocks[j], retries=1, pure=False,
+        k = ctx.key(j) if per_block else ""
+        if k not in scattered:
+            held[k] = ctx.get(j) if per_block else ctx
+            scatter(k)
+        return client.submit(fn, scattered[k], blocks[j], retries=1, pure=False,
                              key=f"glimix-block-{j + 1}-{token}-{serial}")  # 1-based
 
     nxt = start
@@ -185,8 +198,8 @@ def iter_blocks_dask(client: Any, fn: Callable[[Any, NDArray[np.intp]], Any], ct
             except Exception as exc:
                 if _lost(exc) and rescatters < MAX_RESCATTER:
                     rescatters += 1
-                    ctx_f = client.scatter(ctx, broadcast=True, hash=False)
-                    wait(ctx_f)
+                    for k in list(scattered):
+                        scatter(k)
                     for j, f in futures.items():
                         if f.status != "error" or _lost(f.exception()):
                             futures[j] = submit(j)
@@ -208,11 +221,16 @@ def iter_blocks_dask(client: Any, fn: Callable[[Any, NDArray[np.intp]], Any], ct
                                  ) from None
             del futures[b]
             yield b, res
+            if per_block and ctx.done(b):  # the last block of its context
+                k = ctx.key(b)
+                scattered.pop(k).release()
+                held.pop(k, None)
             b += 1
     finally:
         for f in futures.values():
             f.cancel()
-        ctx_f.release()
+        for f in scattered.values():
+            f.release()
 
 
 def _lost(exc: BaseException) -> bool:

@@ -54,6 +54,8 @@ class Kinship:
     source: str
     n_variants: int | None = None
     summary: dict[str, int] | None = None
+    #: ``--loco``: the kinships leaving one chromosome out (a pipeline.loco.LocoKinship)
+    loco: Any = None
 
     @property
     def sparse(self) -> bool:
@@ -73,6 +75,8 @@ def kinship_options(cfg: InputConfig) -> dict[str, Any]:
     if cfg.kinship_extract is not None:
         extract = file_fingerprint(cfg.kinship_extract)
     opts: dict[str, Any] = {"kinship_extract": extract, "maf_min": cfg.kinship_maf}
+    if cfg.loco:
+        opts["loco"] = True
     if cfg.sparse_cutoff is not None:
         opts["sparse_cutoff"] = cfg.sparse_cutoff
         opts["screen_markers"] = cfg.screen_markers
@@ -257,15 +261,21 @@ def _cached_sparse(cfg: InputConfig, inputs: Inputs, rep: Reporter) -> Kinship:
 def run_kinship(bfile_path: Path, extract: Path | None, maf: float, out: Path,
                 rep: Reporter, sparse_cutoff: float | None = None,
                 screen_markers: int | None = None, sparse_pcs: int = 10,
-                part: tuple[int, int] = (1, 1)) -> dict[str, Any]:
+                part: tuple[int, int] = (1, 1), loco: bool = False) -> dict[str, Any]:
     """``glimix kinship``: the GRM of every sample and its eigendecomposition, cached (or
-    with ``sparse_cutoff``, the sparse GRM)."""
+    with ``sparse_cutoff``, the sparse GRM; with ``loco``, also the decompositions of the
+    kinships leaving one chromosome out)."""
     check_output(out)
     bfile = open_bfile(bfile_path)
     cfg = InputConfig(bfile=bfile_path, pheno=Path("."), pheno_name="", kinship_extract=extract,
                       kinship_maf=maf, sparse_cutoff=sparse_cutoff, screen_markers=screen_markers,
-                      sparse_pcs=sparse_pcs)
+                      sparse_pcs=sparse_pcs, loco=loco)
     variants = _kinship_variants(extract, bfile)
+    if loco:
+        check_dense_memory(bfile.n_samples)
+        from glimix_cli.pipeline.loco import save_loco_cache
+
+        return save_loco_cache(bfile, variants, cfg, out, rep)
     if sparse_cutoff is not None:
         return _run_sparse_kinship(bfile, variants, cfg, out, rep, part)
     if part != (1, 1):

@@ -118,11 +118,14 @@ def fit_null(inputs: Inputs, kin: Kinship, likelihood: str, rep: Reporter) -> Nu
 
 
 def fit_null_arrays(y: F, trials: F | None, X: F, names: list[str], kin: Kinship,
-                    likelihood: str, binary_null: str = "auto") -> NullModel:
+                    likelihood: str, binary_null: str = "auto",
+                    start: NullModel | None = None) -> NullModel:
     """Fit the null model of one trait and build its fixed-covariance scanner.
 
     ``binary_null`` (0/1 traits): ``auto`` chooses between the GLMM and the GLM by
     :func:`binary_route`; ``glmm`` or ``glm`` forces one (for validation studies).
+    ``start``: a fit of the same trait on a similar kinship (LOCO: the whole genome's),
+    whose parameters and EP sites start this one.
     """
     if binary_null not in ("auto", "glmm", "glm"):
         raise ValueError(f"binary_null must be auto, glmm or glm; got {binary_null!r}")
@@ -130,7 +133,7 @@ def fit_null_arrays(y: F, trials: F | None, X: F, names: list[str], kin: Kinship
     try:
         if likelihood == "normal":
             return _fit_normal(y, X, names, kin, t0)
-        return _fit_ep(y, trials, X, names, kin, likelihood, binary_null, t0)
+        return _fit_ep(y, trials, X, names, kin, likelihood, binary_null, t0, start)
     except ConvergenceError as exc:
         raise ConvergenceError(f"null model ({likelihood}, n={y.size}): {exc}") from None
 
@@ -165,10 +168,18 @@ def normal_scanner(y: F, X: F, K: Any, delta: float) -> FastScanner:
 
 
 def _fit_ep(y: F, trials: F | None, X: F, names: list[str], kin: Kinship, likelihood: str,
-            binary_null: str, t0: float) -> NullModel:
+            binary_null: str, t0: float, start: NullModel | None = None) -> NullModel:
     spec: Any = ("binomial", trials) if likelihood == "binomial" else likelihood
     glmm = GLMMExpFam(y, spec, X, K=kin.K, n_int=EP_N_INT)
     glmm.beta = _start_beta(y, trials, names, X.shape[1], likelihood)
+    warm = start is not None and start.route == "glmm" and len(start.eta) == y.size
+    if warm:
+        assert start is not None
+        glmm.beta = np.asarray(start.beta, dtype=np.float64)
+        glmm.scale = max(start.scale, SCALE_LOWER)
+        if likelihood not in BINARY_LINKS:
+            glmm.delta = start.delta
+        glmm.warm_start(start.eta, start.tau)
     if likelihood in BINARY_LINKS:
         # v1 is not identifiable for a 0/1 trait: an iid latent term only rescales the
         # link (exactly so for probit). Fix it at zero; the link supplies the residual.

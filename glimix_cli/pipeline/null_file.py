@@ -23,7 +23,8 @@ from glimix_cli.registry import BINARY_LINKS, SPA_LIKELIHOODS
 NULL_FORMAT = 1
 
 
-def null_json(inputs: Inputs, kin: Kinship, null: NullModel, cfg: InputConfig) -> dict[str, Any]:
+def null_json(inputs: Inputs, kin: Kinship, null: NullModel, cfg: InputConfig,
+              loco: dict[str, Any] | None = None) -> dict[str, Any]:
     import numpy
     import scipy
 
@@ -47,6 +48,7 @@ def null_json(inputs: Inputs, kin: Kinship, null: NullModel, cfg: InputConfig) -
                          if null.likelihood in BINARY_LINKS else None),
         "null": null.facts(),
         "sites": {"eta": null.eta, "tau": null.tau},
+        **({"loco": loco} if loco is not None else {}),
     }
 
 
@@ -90,10 +92,17 @@ def null_from_json(path: Path, inputs: Inputs, kin: Kinship, cfg: InputConfig) -
     ]:
         raise InputError(f"{path}: fitted on other samples - {rebuild}")
     f = data["null"]
-    X = inputs.design.X
-    spa = None
     if f["covariates"] != inputs.design.names:
         raise InputError(f"{path}: fitted with other covariates - {rebuild}")
+    return rebuild_null(f, data["sites"], inputs, kin)
+
+
+def rebuild_null(f: dict[str, Any], sites: dict[str, Any], inputs: Inputs,
+                 kin: Kinship) -> NullModel:
+    """A stored null model (its facts ``f`` and EP ``sites``) with its scanner rebuilt on
+    ``kin`` (the kinship it was fitted on)."""
+    X = inputs.design.X
+    spa = None
     if f.get("route", "glmm") == "glm":
         beta = np.asarray(f["beta"], dtype=np.float64)
         fields = {k: f[k] for k in NullModel.__dataclass_fields__ if k in f}
@@ -103,8 +112,7 @@ def null_from_json(path: Path, inputs: Inputs, kin: Kinship, cfg: InputConfig) -
     if f["likelihood"] == "normal":
         scanner = normal_scanner(inputs.y, X, kin.K, float(f["delta"]))
     else:
-        normal = GLMMNormal(np.asarray(data["sites"]["eta"]), np.asarray(data["sites"]["tau"]),
-                            X, K=kin.K)
+        normal = GLMMNormal(np.asarray(sites["eta"]), np.asarray(sites["tau"]), X, K=kin.K)
         normal.beta = f["beta"]
         normal.scale = float(f["scale"])
         normal.delta = float(f["delta"])
@@ -118,3 +126,15 @@ def null_from_json(path: Path, inputs: Inputs, kin: Kinship, cfg: InputConfig) -
     null.scanner = scanner
     null.spa = spa
     return null
+
+
+def loco_json(models: dict[str, NullModel]) -> dict[str, Any]:
+    """The per-chromosome null models of ``glimix fit --loco`` as stored in the null file."""
+    return {c: {"null": m.facts(), "sites": {"eta": m.eta, "tau": m.tau}}
+            for c, m in models.items()}
+
+
+def stored_loco(path: Path) -> dict[str, Any] | None:
+    """The per-chromosome models of a null file (None when fitted without --loco)."""
+    data = json.loads(Path(path).read_text())
+    return data.get("loco")

@@ -29,8 +29,16 @@ from glimix_cli.pipeline.chunks import chunk_range, split_blocks
 from glimix_cli.pipeline.config import InputConfig, ScanConfig
 from glimix_cli.pipeline.inputs import Inputs, file_fingerprint, load_inputs
 from glimix_cli.pipeline.kinship import Kinship, build_kinship, kinship_options
+from glimix_cli.pipeline.loco import LocoNulls, build_loco_kinship, precheck_loco
 from glimix_cli.pipeline.null import NullModel, fit_null
-from glimix_cli.pipeline.null_file import null_from_json, null_json, write_null_json
+from glimix_cli.pipeline.null_file import (
+    loco_json,
+    null_from_json,
+    null_json,
+    rebuild_null,
+    stored_loco,
+    write_null_json,
+)
 from glimix_cli.pipeline.progress import Reporter
 from glimix_cli.pipeline.qc import chromosome_notes, select_variants
 from glimix_cli.pipeline.resume import (
@@ -42,6 +50,7 @@ from glimix_cli.pipeline.resume import (
     precheck_resume,
 )
 from glimix_cli.pipeline.scan import (
+    BlockContexts,
     BlockResult,
     ScanContext,
     resolve_test,
@@ -49,6 +58,7 @@ from glimix_cli.pipeline.scan import (
     scan_context,
 )
 from glimix_cli.pipeline.summary import ScanTally
+from glimix_cli.registry import BINARY_LINKS
 
 __all__ = ["FitOutcome", "InputConfig", "Reporter", "ScanConfig", "ScanSummary",
            "run_export_ssf", "run_fit", "run_merge", "run_scan"]
@@ -60,20 +70,38 @@ class FitOutcome:
     kinship: Kinship
     null: NullModel
     null_path: Path | None
+    #: --loco: the per-chromosome v0/v1 ranges and fit times (LocoNulls.summary)
+    loco: dict[str, Any] | None = None
+
+
+def _kinship(cfg: InputConfig, inputs: Inputs, rep: Reporter) -> Kinship:
+    return build_loco_kinship(cfg, inputs, rep) if cfg.loco else build_kinship(cfg, inputs, rep)
 
 
 def run_fit(cfg: InputConfig, out_prefix: Path | None, rep: Reporter) -> FitOutcome:
-    """``glimix fit``: the null model, written to ``OUT_PREFIX.null.json`` when given."""
+    """``glimix fit``: the null model, written to ``OUT_PREFIX.null.json`` when given
+    (with ``--loco``, also the model of every left-out chromosome)."""
     if out_prefix is not None:
         check_output(Path(f"{out_prefix}.null.json"), "--out")
+    precheck_loco(cfg)
     inputs = load_inputs(cfg, rep)
-    kin = build_kinship(cfg, inputs, rep)
+    kin = _kinship(cfg, inputs, rep)
     null = fit_null(inputs, kin, cfg.likelihood, rep)
+    nulls = LocoNulls(inputs, kin, null, cfg.likelihood)
+    loco = None
+    if nulls.active:
+        chroms = list(kin.loco.chrom_counts)
+        rep.start("loco", len(chroms))
+        for k, c in enumerate(chroms):
+            nulls.null(c)
+            rep.update("loco", k + 1)
+        rep.finish("loco")
+        loco = loco_json(nulls.models)
     path = None
     if out_prefix is not None:
         path = Path(f"{out_prefix}.null.json")
-        write_null_json(path, null_json(inputs, kin, null, cfg))
-    return FitOutcome(inputs, kin, null, path)
+        write_null_json(path, null_json(inputs, kin, null, cfg, loco))
+    return FitOutcome(inputs, kin, null, path, nulls.summary())
 
 
 @dataclass
@@ -88,6 +116,7 @@ class ScanSummary:
     null: NullModel
     inputs: Inputs
     n_imputed: int
+    loco: dict[str, Any] | None = None
 
 
 def run_scan(cfg: InputConfig, scfg: ScanConfig, out: Path, rep: Reporter) -> ScanSummary:
@@ -118,6 +147,10 @@ class _Plan:
     blocks: list[NDArray[np.intp]]
     test: str
     run_hash: str
+    #: each block's chromosome (--loco: a block never spans two), else ""
+    keys: list[str]
+    #: 0/1 trait: the rows have case/control counts
+    case_columns: bool = False
 
     @property
     def n_rows(self) -> int:
@@ -151,8 +184,22 @@ def _plan(cfg: InputConfig, scfg: ScanConfig, inputs: Inputs, rep: Reporter) -> 
         "test": test,
     }
     run_hash = hashlib.sha256(json.dumps(run_fp, sort_keys=True, default=str).encode()).hexdigest()
-    return _Plan(int(sel.indices.size), start, stop, bs,
-                 split_blocks(sel.indices[start:stop], bs), test, run_hash)
+    mine = sel.indices[start:stop]
+    case_columns = cfg.likelihood in BINARY_LINKS
+    if not cfg.loco:
+        blocks = split_blocks(mine, bs)
+        return _Plan(int(sel.indices.size), start, stop, bs, blocks, test, run_hash,
+                     [""] * len(blocks), case_columns)
+    # --loco: blocks within one chromosome (each is tested against that chromosome's model)
+    chrom = bfile.variants["chrom"].to_numpy().astype(str)[mine]
+    cut = np.flatnonzero(chrom[1:] != chrom[:-1]) + 1
+    blocks, keys = [], []
+    for run in np.split(np.arange(mine.size), cut):
+        for blk in split_blocks(mine[run], bs):
+            blocks.append(blk)
+            keys.append(str(chrom[run[0]]))
+    return _Plan(int(sel.indices.size), start, stop, bs, blocks, test, run_hash, keys,
+                 case_columns)
 
 
 def _identity(plan: _Plan, scfg: ScanConfig, null_digest: str) -> RunIdentity:
@@ -164,6 +211,7 @@ def _run_scan(cfg: InputConfig, scfg: ScanConfig, out: Path, rep: Reporter,
               client: Any) -> ScanSummary:
     t0 = time.perf_counter()
     check_output(out)
+    precheck_loco(cfg)
     inputs = load_inputs(cfg, rep)
     bfile = inputs.bfile
     if client is not None:
@@ -181,17 +229,24 @@ def _run_scan(cfg: InputConfig, scfg: ScanConfig, out: Path, rep: Reporter,
     elif partial_paths(out)[0].exists():
         rep.warn(f"{partial_paths(out)[0]}: an unfinished earlier run; it is replaced (rerun "
                  "with --resume to continue it instead)")
-    kin = build_kinship(cfg, inputs, rep)
+    kin = _kinship(cfg, inputs, rep)
     if scfg.null is not None:
         null = null_from_json(scfg.null, inputs, kin, cfg)
         rep.info(f"null model: reused {scfg.null}")
     else:
         null = fit_null(inputs, kin, cfg.likelihood, rep)
     assert null.scanner is not None or null.route == "glm"
-    ctx = scan_context(str(bfile.bed), inputs.match.geno_index, inputs.y, null, plan.test,
-                       scfg.maf, scfg.mac, scfg.max_missing, bfile)
-    tally = _write_blocks(ctx, plan, _identity(plan, scfg, null_hash(null.facts())), out,
-                          scfg.resume, client, bfile, rep)
+    nulls = _loco_nulls(scfg, inputs, kin, null, cfg, rep)
+
+    def context(key: str) -> ScanContext:
+        model = nulls.null(key) if key else null
+        return scan_context(str(bfile.bed), inputs.match.geno_index, inputs.y, model,
+                            plan.test, scfg.maf, scfg.mac, scfg.max_missing, bfile)
+
+    contexts = (BlockContexts(plan.keys, context, nulls.drop) if nulls.active
+                else BlockContexts.single(context(""), len(plan.blocks)))
+    tally = _write_blocks(contexts, plan, _identity(plan, scfg, null_hash(null.facts())),
+                          out, scfg.resume, client, bfile, rep)
     i, k = scfg.chunk
     write_meta(out, {
         "glimix_scan": 1,
@@ -204,24 +259,41 @@ def _run_scan(cfg: InputConfig, scfg: ScanConfig, out: Path, rep: Reporter,
     })
     lam, lam_common = tally.lambda_gc()
     return ScanSummary(out, plan.n_rows, dict(tally.counts), lam, lam_common, tally.top_hits(),
-                       time.perf_counter() - t0, null, inputs, tally.n_imputed)
+                       time.perf_counter() - t0, null, inputs, tally.n_imputed, nulls.summary())
 
 
-def _write_blocks(ctx: ScanContext, plan: _Plan, ident: RunIdentity, out: Path, resume: bool,
-                  client: Any, bfile: Bfile, rep: Reporter) -> ScanTally:
+def _loco_nulls(scfg: ScanConfig, inputs: Inputs, kin: Kinship, null: NullModel,
+                cfg: InputConfig, rep: Reporter) -> LocoNulls:
+    """The per-chromosome null models of a ``--loco`` scan: fitted as their blocks come,
+    or rebuilt from the models stored by ``glimix fit --loco`` (``--null``)."""
+    nulls = LocoNulls(inputs, kin, null, cfg.likelihood)
+    if kin.loco is not None and null.route == "glm":
+        rep.info("--loco: the null model is the GLM (kinship variance not identified), which "
+                 "has no kinship term - every chromosome is tested against it")
+    if nulls.active and scfg.null is not None:
+        stored = stored_loco(scfg.null)
+        if stored is None:
+            raise InputError(f"{scfg.null}: fitted without --loco - rerun `glimix fit --loco`")
+        nulls.stored = stored
+        nulls.rebuild = lambda entry, k: rebuild_null(entry["null"], entry["sites"], inputs, k)
+    return nulls
+
+
+def _write_blocks(contexts: BlockContexts, plan: _Plan, ident: RunIdentity, out: Path,
+                  resume: bool, client: Any, bfile: Bfile, rep: Reporter) -> ScanTally:
     """Test the blocks not yet in ``OUT.partial`` (all, unless resumed) and append them in
     order; on success the partial file becomes ``out``."""
     blocks = plan.blocks
     tally = ScanTally(bfile.variants)
     rep.start("scan", plan.n_rows)
-    writer = open_partial(out, ident, resume, results_header(ctx.case_status is not None))
+    writer = open_partial(out, ident, resume, results_header(plan.case_columns))
     try:
         if writer.blocks_done:
             _add_resumed(tally, blocks, writer)
             rep.info(f"resumed {writer.partial}: {writer.rows_done:,} variants in "
                      f"{writer.blocks_done:,} of {len(blocks):,} blocks already done")
             rep.update("scan", writer.rows_done)
-        for b, r in _block_results(ctx, blocks, writer.blocks_done, client, bfile):
+        for b, r in _block_results(contexts, blocks, writer.blocks_done, client, bfile):
             writer.write_block(r.text, r.n, r.n_imputed)
             tally.add(blocks[b], r)
             rep.update("scan", writer.rows_done)
@@ -233,12 +305,14 @@ def _write_blocks(ctx: ScanContext, plan: _Plan, ident: RunIdentity, out: Path, 
     return tally
 
 
-def _block_results(ctx: ScanContext, blocks: list[NDArray[np.intp]], start: int, client: Any,
-                   bfile: Bfile) -> Iterator[tuple[int, BlockResult]]:
-    """``(b, scan_block(ctx, blocks[b]))`` for b >= start, in order: here or on Dask."""
+def _block_results(contexts: BlockContexts, blocks: list[NDArray[np.intp]], start: int,
+                   client: Any, bfile: Bfile) -> Iterator[tuple[int, BlockResult]]:
+    """``(b, scan_block(ctx_b, blocks[b]))`` for b >= start, in order: here or on Dask."""
     if client is None:
         for b in range(start, len(blocks)):
-            yield b, scan_block(ctx, blocks[b])
+            r = scan_block(contexts.get(b), blocks[b])
+            contexts.done(b)
+            yield b, r
         return
     from glimix_cli.pipeline.distributed import iter_blocks_dask
 
@@ -250,7 +324,7 @@ def _block_results(ctx: ScanContext, blocks: list[NDArray[np.intp]], start: int,
                 f"{v['chrom'].iat[lo]}:{v['pos'].iat[lo]} to {v['variant_id'].iat[hi]} at "
                 f"{v['chrom'].iat[hi]}:{v['pos'].iat[hi]}, .bim rows {lo + 1}-{hi + 1})")
 
-    yield from iter_blocks_dask(client, scan_block, ctx, blocks, start, describe=describe)
+    yield from iter_blocks_dask(client, scan_block, contexts, blocks, start, describe=describe)
 
 
 def _add_resumed(tally: ScanTally, blocks: list[NDArray[np.intp]], writer: Any) -> None:

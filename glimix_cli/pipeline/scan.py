@@ -8,6 +8,7 @@ run where (here, a chunk of an array job, a resumed run, Dask) is :mod:`.run`'s 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,6 +104,46 @@ class ScanContext:
         d = dict(self.__dict__)
         d["_bfile"] = None
         return d
+
+
+class BlockContexts:
+    """The scan context of every block of a run: one shared by all blocks, or (``--loco``)
+    one per chromosome, made by ``make(key)`` when its first block is wanted and dropped
+    (``drop(key)``) after its last, so at most a window's worth are held at a time.
+
+    ``keys[b]`` names block ``b``'s context (its chromosome; "" for the shared one).
+    """
+
+    def __init__(self, keys: list[str], make: Callable[[str], ScanContext],
+                 drop: Callable[[str], None] | None = None):
+        self.keys = list(keys)
+        self._make = make
+        self._drop = drop
+        self._live: dict[str, ScanContext] = {}
+        self._last = {k: b for b, k in enumerate(self.keys)}
+
+    @classmethod
+    def single(cls, ctx: ScanContext, n_blocks: int) -> BlockContexts:
+        return cls([""] * n_blocks, lambda key: ctx)
+
+    def key(self, b: int) -> str:
+        return self.keys[b]
+
+    def get(self, b: int) -> ScanContext:
+        k = self.keys[b]
+        if k not in self._live:
+            self._live[k] = self._make(k)
+        return self._live[k]
+
+    def done(self, b: int) -> bool:
+        """Block ``b`` is written; True (and its context dropped) if it was its key's last."""
+        k = self.keys[b]
+        if self._last[k] != b:
+            return False
+        self._live.pop(k, None)
+        if self._drop is not None:
+            self._drop(k)
+        return True
 
 
 @dataclass

@@ -340,3 +340,20 @@ def test_sparse_kinship_blocks_on_the_cluster_give_the_same_bytes(tmp_path, clus
                               cluster.scheduler_address])
     assert res.exit_code == 0, res.output
     assert here.read_bytes() == there.read_bytes()
+
+
+def test_loco_blocks_ship_their_chromosome_model_and_give_the_local_bytes(tmp_path, cluster):
+    """--loco: each block's context is its chromosome's model, scattered with its first
+    block and released after its last; the output is the single-process one."""
+    local = tmp_path / "local.tsv.gz"
+    res = runner.invoke(app, scan_args(local, "--loco", "-q"))
+    assert res.exit_code == 0, res.output
+    out = tmp_path / "dask.tsv.gz"
+    res = runner.invoke(app, scan_args(out, "--loco", "-q", "--dask-scheduler",
+                                       cluster.scheduler_address))
+    assert res.exit_code == 0, res.output
+    assert out.read_bytes() == local.read_bytes()
+    from distributed import Client
+
+    with Client(cluster.scheduler_address) as c:  # nothing of the run is left on the cluster
+        assert not c.who_has()
