@@ -66,7 +66,7 @@ def main() -> None:
     res: dict = {"n": a.n, "variants": a.variants, "trait": a.trait, "threads": a.threads,
                  "cohort": cohort}
     for name, extra in (("plain", []), ("loco", ["--loco"])):
-        log = a.work / f"{name}.log"
+        log = a.work / f"run_{name}.txt"  # not NAME.log: glimix writes its own there
         r = timed([*common, *extra, "--out", str(a.work / f"{name}.tsv.gz")], log, a.threads,
                   {"GLIMIX_PROGRESS_INTERVAL": "20", "GLIMIX_WIDTH": "200"})
         text = log.read_text()
