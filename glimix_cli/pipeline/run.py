@@ -93,7 +93,10 @@ def run_fit(cfg: InputConfig, out_prefix: Path | None, rep: Reporter) -> FitOutc
         chroms = list(kin.loco.chrom_counts)
         rep.start("loco", len(chroms))
         for k, c in enumerate(chroms):
-            nulls.null(c)
+            model = nulls.null(c)
+            # keep the facts and EP sites the file stores, not the n x n whitening factor
+            model.scanner = None
+            model.spa = None
             rep.update("loco", k + 1)
         rep.finish("loco")
         loco = loco_json(nulls.models)
