@@ -81,6 +81,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import expit, log_ndtr, ndtr
 
+from glimix_cli.model import spa_fast
 from glimix_cli.model.stats import chi2_1_logsf
 from glimix_cli.registry import SPA_LIKELIHOODS  # re-exported: the pipeline imports it here
 
@@ -88,8 +89,9 @@ F = NDArray[np.float64]
 
 #: |z| above which the saddlepoint p-value replaces the Normal one (SAIGE uses 2 SD).
 SPA_Z_CUTOFF = 2.0
-#: Variants per vectorised saddlepoint solve (bounds the (n, k) work arrays).
+#: Variants per vectorised saddlepoint solve, and elements of its (n, k) work arrays
 _CHUNK = 256
+_CHUNK_ELEMENTS = 4_000_000
 _MAX_ITER = 100
 #: Relative distance from the end of the score's support within which q counts as on it.
 _SUPPORT_RTOL = 1e-6
@@ -249,7 +251,7 @@ def glm_score(null: SPANull, G: ArrayLike) -> tuple[F, F]:
 
 
 def spa_pvalues(null: SPANull, G: ArrayLike, z: ArrayLike,
-                cutoff: float = SPA_Z_CUTOFF) -> tuple[F, NDArray[np.bool_]]:
+                cutoff: float = SPA_Z_CUTOFF, fast: bool = True) -> tuple[F, NDArray[np.bool_]]:
     """Two-sided log p-values: saddlepoint beyond ``|z| > cutoff``, Normal otherwise.
 
     Parameters
@@ -261,6 +263,10 @@ def spa_pvalues(null: SPANull, G: ArrayLike, z: ArrayLike,
         Standardised GLMM scores ``alpha / se(alpha)`` from the surrogate scan.
     cutoff : float
         ``|z|`` above which the saddlepoint approximation is used (0: always).
+    fast : bool
+        Solve the conditional saddlepoint by :mod:`glimix_cli.model.spa_fast` where its
+        error bound allows (certified to ``spa_fast.TOL`` on the log scale), the exact
+        solver elsewhere; False: the exact solver everywhere.
 
     Returns
     -------
@@ -276,8 +282,9 @@ def spa_pvalues(null: SPANull, G: ArrayLike, z: ArrayLike,
     log_p = chi2_1_logsf(z * z)
     used = np.zeros(z.shape, dtype=bool)
     sel = np.flatnonzero(np.isfinite(z) & (np.abs(z) > cutoff))
-    for lo in range(0, sel.size, _CHUNK):
-        idx = sel[lo:lo + _CHUNK]
+    chunk = max(8, min(_CHUNK, _CHUNK_ELEMENTS // max(G.shape[0], 1)))
+    for lo in range(0, sel.size, chunk):
+        idx = sel[lo:lo + chunk]
         g = G[:, idx]
         a = null.c[:, None] * (g - null.X @ (null.H @ g))
         V = np.einsum("ij,ij->j", a * (null.trials * null.mu * (1 - null.mu))[:, None], a)
@@ -288,7 +295,7 @@ def spa_pvalues(null: SPANull, G: ArrayLike, z: ArrayLike,
         lp = np.full(idx.size, np.nan)
         if null.conditional is not None:
             # the mid-p value conditional on the number of cases, where it can be formed
-            lp = _conditional_logp(null, a, z[idx])
+            lp = _conditional_logp(null, a, z[idx], fast)
         rest = np.flatnonzero(~np.isfinite(lp))
         if rest.size:  # the unconditional value elsewhere
             lp[rest] = _unconditional_logp(null, a[:, rest], z[idx[rest]], V[rest])
@@ -326,7 +333,7 @@ def _unconditional_logp(null: SPANull, a: F, z: F, V: F) -> F:
     return lp
 
 
-def _conditional_logp(null: SPANull, a: F, z: F) -> F:
+def _conditional_logp(null: SPANull, a: F, z: F, fast: bool = True) -> F:
     """Two-sided conditional log p-value ``P(|U - E| >= q | N = n_obs)`` per column, with
     the observation ``q = |z| sqrt(V_cond)`` as many conditional SDs from the centre as the
     GLMM score is from 0 (NaN where it cannot be formed: the observed side's saddlepoint not
@@ -339,7 +346,6 @@ def _conditional_logp(null: SPANull, a: F, z: F) -> F:
     wrong number of SDs (measured: p-values 3-4x too large).
     """
     k = z.shape[0]
-    A = np.concatenate([a, -a], axis=1)
     m = null.trials[:, None]
     pi0 = expit(null.logit_mu + null.conditional[1])[:, None]
     w0 = m * pi0 * (1 - pi0)
@@ -347,13 +353,23 @@ def _conditional_logp(null: SPANull, a: F, z: F) -> F:
     cvar = np.einsum("ij,ij->j", a * a, w0) - c01 * c01 / null.conditional[3]
     q = np.abs(z) * np.sqrt(np.maximum(cvar, 0.0))
     Q = np.concatenate([q, q])
-    room = _conditional_max(null, A) - A.T @ (m[:, 0] * pi0[:, 0])
-    beyond = Q >= room * (1.0 - 1e-9)
-    observed = np.concatenate([z > 0, z < 0])
-    tails = np.where(observed, np.nan, -np.inf)  # past the support: see the docstring
-    inside = np.flatnonzero(~beyond)
-    if inside.size:
-        tails[inside], _ = _log_upper_tail_conditional(null, A[:, inside], Q[inside])
+    tails = np.full(2 * k, np.nan)
+    slow = np.ones(2 * k, dtype=bool)
+    if fast and k:
+        # certified to spa_fast.TOL on the log scale; the rest by the exact solver below
+        tails, done = spa_fast.conditional_tails(null, a, q)
+        slow = ~done
+    cols = np.flatnonzero(slow)
+    if cols.size:
+        A = np.concatenate([a, -a], axis=1)[:, cols]
+        room = _conditional_max(null, A) - A.T @ (m[:, 0] * pi0[:, 0])
+        beyond = Q[cols] >= room * (1.0 - 1e-9)
+        observed = np.concatenate([z > 0, z < 0])[cols]
+        tails[cols] = np.where(observed, np.nan, -np.inf)  # past the support: see above
+        inside = np.flatnonzero(~beyond)
+        if inside.size:
+            tails[cols[inside]], _ = _log_upper_tail_conditional(null, A[:, inside],
+                                                                 Q[cols[inside]])
     with np.errstate(invalid="ignore"):
         return np.logaddexp(tails[:k], tails[k:])
 
