@@ -121,14 +121,20 @@ def scan_task(n: int, m_variants: int, block: int = 500, pool: int = 1000) -> di
     rng = np.random.default_rng(3)
     maf = rng.uniform(0.01, 0.5, pool)
     G = rng.binomial(2, maf, size=(n, pool)).astype(np.int8)
+    # the rows in the scanner's family order, variants contiguous: what `glimix scan`'s
+    # reader yields (it takes any sample order at no cost; pipeline.scan.scan_context)
+    order = scanner.row_order
+    G = np.asfortranarray(G if order is None else G[order])
+    if order is not None:
+        spa = spa.permuted(order)
     t0 = time.perf_counter()
     done, n_spa, small = 0, 0, 0
     while done < m_variants:
         lo = done % pool
         b = min(block, m_variants - done, pool - lo)
-        M = G[:, lo:lo + b].astype(np.float64)
+        M = G[:, lo:lo + b].astype(np.float64, order="F")
         M -= M.mean(axis=0)
-        r = scanner.fast_scan(M)
+        r = scanner.fast_scan(M, ordered=order is not None)
         z = r["effsizes1"] / r["effsizes1_se"]
         lp, used = spa_pvalues(spa, M, z)
         n_spa += int(used.sum())

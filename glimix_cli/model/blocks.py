@@ -277,15 +277,17 @@ class BlockWhitener:
     ``W = P^T blockdiag(L_f^-1) P`` up to the row order: the rows of ``W M`` come out in
     family order (``P`` sorts the samples by family, so each size's families are one
     contiguous (k, b) stretch), an orthogonal rotation of the dense ``L^-1 M``. Every inner
-    product the scanner forms (``X~^T m~``, ``m~^T m~``, ``m~^T y~``) is the same; one
-    gather of M's rows is the only indexed pass.
+    product the scanner forms (``X~^T m~``, ``m~^T m~``, ``m~^T y~``) is the same.
+    ``row_order`` is that family order: a caller that reads ``M``'s rows in it (the scan
+    reads genotypes in any sample order for free) passes ``ordered=True`` and saves the
+    gather, the costliest pass at biobank n.
     """
 
     def __init__(self, kin: BlockKinship, v0: float, v1: float, d: F | None = None):
         self.kin = kin
         self.logdet = 0.0
         self._parts = []
-        self.perm = np.concatenate([g.idx.ravel() for g in kin.groups])
+        self.row_order = np.concatenate([g.idx.ravel() for g in kin.groups])
         start = 0
         for g, C in zip(kin.groups, _sigmas(kin, v0, v1), strict=True):
             if d is not None:
@@ -296,21 +298,26 @@ class BlockWhitener:
             self._parts.append((start, stop, g.b, Li))
             start = stop
 
-    def whiten(self, M: F) -> F:
-        Mp = np.asarray(M, dtype=np.float64)[self.perm]
-        if Mp.ndim == 1:
-            Mp = Mp[:, None]
-        c = Mp.shape[1]
+    def whiten(self, M: F, ordered: bool = False) -> F:
+        """``W M`` for ``M`` (n, c) or (n,), its rows in the samples' order, or in
+        :attr:`row_order` with ``ordered``; the result's rows are in family order."""
+        M = np.asarray(M, dtype=np.float64)
+        vec = M.ndim == 1
+        if vec:
+            M = M[:, None]
+        if not ordered:
+            M = np.take(M, self.row_order, axis=0)
+        c = M.shape[1]
+        out = np.empty(M.shape, order="F")
         for start, stop, b, Li in self._parts:
+            src, dst = M[start:stop], out[start:stop]
             if b == 1:
-                Mp[start:stop] *= Li[:, 0, :]
-                continue
-            blk = Mp[start:stop].reshape(-1, b, c)
-            # L^-1 is lower triangular: row i of the result mixes rows 0..i, so going
-            # from the last row up, each is overwritten after its last use
-            for i in range(b - 1, -1, -1):
-                row = blk[:, i, :] * Li[:, i, i, None]
-                for j in range(i):
-                    row += Li[:, i, j, None] * blk[:, j, :]
-                blk[:, i, :] = row
-        return Mp
+                np.multiply(src, Li[:, 0, :], out=dst)
+            else:
+                # one batched product per family size: (k, b, b) @ (k, b, c), written
+                # straight into the (Fortran) result through a reshaped view
+                view = dst.reshape(-1, b, c)
+                np.matmul(Li, src.reshape(-1, b, c), out=view)
+                if not np.may_share_memory(view, dst):  # reshape had to copy
+                    dst[...] = view.reshape(dst.shape)
+        return out[:, 0] if vec else out

@@ -117,12 +117,22 @@ class FastScanner:
         self._Q0 = float(r @ r)
         self._p = X.shape[1]
 
-    def whiten(self, M: ArrayLike) -> F:
+    @property
+    def row_order(self) -> NDArray[np.intp] | None:
+        """The sample order in which :meth:`fast_scan` takes a block with ``ordered=True``
+        without reordering it (a block-diagonal kinship's family order), or None (any
+        order is the same: dense and low-rank kinships)."""
+        return getattr(self._whitener, "row_order", None)
+
+    def whiten(self, M: ArrayLike, *, ordered: bool = False) -> F:
         """``W M`` (``W^T W = C^-1``) for a block ``M`` of shape (n, b): for a dense ``C``
-        ``L^-1 M`` by one BLAS triangular solve, ``C = L L^T``."""
+        ``L^-1 M`` by one BLAS triangular solve, ``C = L L^T``. ``ordered``: the rows of
+        ``M`` are in :attr:`row_order`, not the samples' order."""
         M = np.asarray(M, dtype=np.float64)
         if M.ndim == 1:
             M = M[:, None]
+        if ordered and self.row_order is not None:
+            return self._whitener.whiten(M, ordered=True)
         return self._whitener.whiten(M)
 
     # -- null model -----------------------------------------------------------------------
@@ -154,18 +164,20 @@ class FastScanner:
 
     # -- single-column scan -----------------------------------------------------------------
     def fast_scan(self, M: ArrayLike, verbose: bool = False, *,
-                  whitened: bool = False) -> dict[str, F]:
+                  whitened: bool = False, ordered: bool = False) -> dict[str, F]:
         """Test each column of ``M`` (n, b) on its own.
 
         ``verbose`` is the classic API's second argument and is accepted for it (this
         scanner prints nothing); ``whitened`` (keyword only) says that ``M`` is already
-        multiplied by the whitening factor (see :meth:`whiten`).
+        multiplied by the whitening factor (see :meth:`whiten`); ``ordered`` that its rows
+        are in :attr:`row_order` (saves a block-diagonal whitener's reordering pass).
 
         Returns a dict of arrays: ``lml`` (b,), ``lrt`` (b,), ``effsizes0`` (b, p),
         ``effsizes0_se`` (b, p), ``effsizes1`` (b,), ``effsizes1_se`` (b,), ``scale`` (b,),
         ``collinear`` (b,) bool. Collinear candidates get NaN statistics.
         """
-        Mw = np.asarray(M, dtype=np.float64) if whitened else self.whiten(M)
+        Mw = (np.asarray(M, dtype=np.float64) if whitened
+              else self.whiten(M, ordered=ordered))
         if Mw.ndim == 1:
             Mw = Mw[:, None]
         n = self._n

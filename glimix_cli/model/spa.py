@@ -131,6 +131,14 @@ class SPANull:
     #: successes (see :func:`_log_upper_tail_conditional`); None without ``y``.
     conditional: tuple[float, float, float, float] | None = None
 
+    def permuted(self, order: ArrayLike) -> SPANull:
+        """The same null with its samples in ``order`` (the genotype blocks' row order:
+        a block-diagonal kinship's family order, see ``FastScanner.row_order``)."""
+        o = np.asarray(order, dtype=np.intp)
+        return SPANull(mu=self.mu[o], logit_mu=self.logit_mu[o], trials=self.trials[o],
+                       c=self.c[o], X=self.X[o], H=self.H[:, o],
+                       y=None if self.y is None else self.y[o], conditional=self.conditional)
+
 
 def spa_null(post_mean: ArrayLike, X: ArrayLike, likelihood: str,
              trials: ArrayLike | None = None, y: ArrayLike | None = None,

@@ -83,6 +83,9 @@ class ScanContext:
     #: GLM route: (link, covariates-only beta, its log-likelihood)
     glm_null: tuple[str, F, float] | None = None
     case_status: F | None = None
+    #: the samples (``sample_index``, ``spa``, ``case_status``) are in the scanner's
+    #: ``row_order`` (a sparse kinship's families), so blocks are read in it
+    ordered: bool = False
 
     def __post_init__(self) -> None:
         if self.test not in RESOLVED_TESTS:
@@ -214,7 +217,7 @@ def _test_columns(ctx: ScanContext, block: F, qc: Any) -> dict[str, Any]:
             normal_name = "score"
         else:
             assert ctx.scanner is not None
-            r = ctx.scanner.fast_scan(M)
+            r = ctx.scanner.fast_scan(M, ordered=ctx.ordered)
             normal_name = "surrogate_lrt"
         beta[ok] = r["effsizes1"]
         se[ok] = r["effsizes1_se"]
@@ -300,5 +303,13 @@ def scan_context(bed: str, geno_index: NDArray[np.intp], y: F, null: NullModel,
     if null.route == "glm":
         glm = (BINARY_LINKS[null.likelihood], np.asarray(null.beta, dtype=np.float64), null.lml)
     case = np.asarray(y, dtype=np.float64) if null.likelihood in BINARY_LINKS else None
+    spa = null.spa
+    order = None if null.scanner is None else null.scanner.row_order
+    if order is not None:
+        # read the genotypes in the whitener's (family) order: the reader takes any sample
+        # order at no cost, the whitener's reordering pass costs more than the rest
+        geno_index = np.asarray(geno_index)[order]
+        spa = None if spa is None else spa.permuted(order)
+        case = None if case is None else case[order]
     return ScanContext(bed, geno_index, null.scanner, maf, mac, max_missing, bfile, test,
-                       null.spa, null.route, glm, case)
+                       spa, null.route, glm, case, ordered=order is not None)
