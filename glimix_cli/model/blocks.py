@@ -215,6 +215,11 @@ class BlockCore(CoreOps):
             self.diag_Binv[g.idx] = np.einsum("kij,kij->kj", Li, Li)
             self._parts.append((g, S, s, Li, Binv))
 
+    def whitener(self) -> BlockWhitener:
+        """Whitening by ``C = Sigma + T^-1``, family by family (O(sum b^3), as cheap as this
+        core's own factorisation)."""
+        return BlockWhitener(self.prior.kin, self.prior.v0, self.prior.v1, 1.0 / self.tau)
+
     # -- basic operations ----------------------------------------------------------------
     def solve_B(self, x: F) -> F:
         out = np.empty_like(x, dtype=np.float64)

@@ -225,6 +225,10 @@ class GLMMExpFam(_GLMMBase):
         g._beta = self._beta.copy()
         g._scale = self._scale
         g._delta = self._delta
+        if np.all(st.tau > 0):
+            # the EP state's factorisation of B = I + T^1/2 Sigma T^1/2 is the heterogeneous
+            # Normal's at these parameters: its lml, beta_covariance and scanner reuse it
+            g._core = st.core
         return g
 
 
@@ -340,8 +344,9 @@ class GLMMNormal(_GLMMBase):
                                          fixed_scale=1.0)
 
     def _site_whitener(self):
-        """Whitening by ``v0 K + v1 I + T^-1`` in K's structure."""
-        return self._kin.whitener(self.v0, self.v1, 1.0 / self._tau)
+        """Whitening by ``v0 K + v1 I + T^-1`` in K's structure, from the factorisation of
+        ``B`` the model already holds (dense: ``chol(C) = T^-1/2 L_B``, no second n^3)."""
+        return self._get_core().whitener()
 
     def posteriori_mean(self) -> F:
         """Mean of the latent ``z`` given ``mu~`` (Gaussian conditioning)."""

@@ -104,6 +104,11 @@ class LowRankCore(CoreOps):
             V = lapack.dtrtrs(R, W.T, lower=1)[0]
             self.diag_Binv = 1.0 / self.D - np.einsum("ji,ji->i", V, V) / self.D
 
+    def whitener(self) -> LowRankWhitener:
+        """Whitening by ``C = Sigma + T^-1`` (its thin-SVD form: O(n r^2), as cheap as this
+        core's own factorisation)."""
+        return LowRankWhitener(self.prior.kin, self.prior.v0, self.prior.v1, 1.0 / self.tau)
+
     def solve_B(self, x: F) -> F:
         """``B^-1 x = D^-1 x - D^-1/2 W M^-1 W^T D^-1/2 x``."""
         Dx = x / (self.D if x.ndim == 1 else self.D[:, None])
