@@ -1,6 +1,8 @@
 """Leave-one-chromosome-out: calibration and power with and without ``--loco``.
 
     python validation/loco.py --cohort mouse --reps 10 --binary-reps 2 \
+        --out validation/loco_mouse_fixed.json
+    python validation/loco.py --cohort mouse --reps 10 --binary-reps 2 --loco-fit full \
         --out validation/loco_mouse.json
     python validation/loco.py --cohort family --reps 30 --binary-reps 6 \
         --out validation/loco_family.json
@@ -12,7 +14,9 @@ plus unrelated, 5,000 variants on 3 chromosomes). The kinships are those ``glimi
 builds: the standardised GRM ``K`` of every variant, and ``K_-c`` without chromosome ``c``
 (:func:`glimix_cli.kinship.loco.loco_grm`). Every replicate fits the null model with
 ``fit_null_arrays`` and tests with ``scan_block``, the code path of ``glimix scan``
-(LOCO: the fit warm-started from the whole-genome one, as ``glimix scan --loco`` does).
+(LOCO, as ``glimix scan --loco`` does: ``--loco-fit fixed``, the default, keeps the
+whole-genome fit's variance components and refits the effects and EP sites on ``K_-c``;
+``--loco-fit full`` refits everything, warm-started from the whole-genome fit).
 
 ``null``: for each chromosome ``c`` and replicate, a trait whose polygenic background
 comes from the other chromosomes, ``g ~ N(0, h2 K_-c)`` (h2 = 0.5) -- the model LOCO fits
@@ -74,9 +78,9 @@ def _draw(rng: np.random.Generator, QS) -> np.ndarray:
     return Q0 @ (np.sqrt(np.maximum(S0, 0)) * rng.normal(size=S0.size))
 
 
-def _scan(bed: str, sidx, y, X, kin, lik, idx, start=None):
+def _scan(bed: str, sidx, y, X, kin, lik, idx, start=None, fixed=False):
     null = fit_null_arrays(y, None, X, ["intercept"], kin, lik, binary_null="glmm",
-                           start=start)
+                           start=start, fixed_variance=fixed)
     test = "spa" if lik == "bernoulli" else "surrogate"
     ctx = scan_context(bed, sidx, y, null, test, 0.0, 5.0, 1.0)
     r = scan_block(ctx, idx)
@@ -99,7 +103,11 @@ def main() -> None:
     ap.add_argument("--binary-reps", type=int, default=2)
     ap.add_argument("--seed", type=int, default=2026)
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--loco-fit", choices=["fixed", "full"], default="fixed",
+                    help="the LOCO null: the whole-genome variance components kept (glimix's "
+                    "default, as SAIGE) or re-estimated on K_-c")
     a = ap.parse_args()
+    fixed = a.loco_fit == "fixed"
     prefix = (mouse_prefix(ROOT / "benchmarks" / "work" / "mouse") if a.cohort == "mouse"
               else ROOT / "example_data" / "cohort")
     bf = open_bfile(prefix)
@@ -122,7 +130,8 @@ def main() -> None:
     bed = str(bf.bed)
     m = bf.n_variants
     out: dict = {"cohort": a.cohort, "n": n, "m": m, "chromosomes": len(chroms),
-                 "reps": a.reps, "binary_reps": a.binary_reps, "seed": a.seed}
+                 "reps": a.reps, "binary_reps": a.binary_reps, "seed": a.seed,
+                 "loco_fit": a.loco_fit}
     # candidate planted variants per chromosome (MAF >= 0.1)
     planted_pool = {}
     for c in chroms:
@@ -145,12 +154,13 @@ def main() -> None:
                     x = np.nan_to_num(x) / np.nanstd(G[:, j])
                     y = y + math.sqrt(0.015 / (1 - 0.015)) * x
                 if design == "null":
-                    p_plain.append(_scan(bed, sidx, y, X, whole, "normal", idx)[1])
-                    p_loco.append(_scan(bed, sidx, y, X, loco[c], "normal", idx)[1])
+                    nw, pw = _scan(bed, sidx, y, X, whole, "normal", idx)
+                    p_plain.append(pw)
+                    p_loco.append(_scan(bed, sidx, y, X, loco[c], "normal", idx, nw, fixed)[1])
                 else:  # the planted variant's row (the QC keeps every MAF >= 0.1 variant)
                     one = np.array([idx[j]])
-                    _, pw1 = _scan(bed, sidx, y, X, whole, "normal", one)
-                    _, pl1 = _scan(bed, sidx, y, X, loco[c], "normal", one)
+                    nw, pw1 = _scan(bed, sidx, y, X, whole, "normal", one)
+                    _, pl1 = _scan(bed, sidx, y, X, loco[c], "normal", one, nw, fixed)
                     chi_plain.append(float(chi2.isf(pw1[0], 1)))
                     chi_loco.append(float(chi2.isf(pl1[0], 1)))
         if design == "null":
@@ -176,7 +186,7 @@ def main() -> None:
             y = (rng.random(n) < 1 / (1 + np.exp(-(-1.5 + g)))).astype(float)
             cases.append(float(y.mean()))
             nw, pw = _scan(bed, sidx, y, X, whole, "bernoulli", idx)
-            nl, pl = _scan(bed, sidx, y, X, loco[c], "bernoulli", idx, start=nw)
+            nl, pl = _scan(bed, sidx, y, X, loco[c], "bernoulli", idx, nw, fixed)
             p_plain.append(pw)
             p_loco.append(pl)
     out["binary_null"] = {"case_fraction": round(float(np.mean(cases)), 3),

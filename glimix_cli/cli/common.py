@@ -24,6 +24,8 @@ from glimix_cli.registry import LIKELIHOODS, TESTS
 Likelihood = enum.Enum("Likelihood", {name: name for name in LIKELIHOODS}, type=str)
 #: ``--test`` choices, from the registry.
 ScanTest = enum.Enum("ScanTest", {name: name for name in TESTS}, type=str)
+#: ``--loco-fit`` choices
+LocoFit = enum.Enum("LocoFit", {name: name for name in ("fixed", "full")}, type=str)
 
 # -- shared option types --------------------------------------------------------------------
 BfileOpt = Annotated[
@@ -135,6 +137,13 @@ LocoOpt = Annotated[
                  "against the null model refitted on the kinship of the other chromosomes (as "
                  "SAIGE, REGENIE, BOLT-LMM). Dense kinships; a sparse one needs none."),
 ]
+LocoFitOpt = Annotated[
+    LocoFit,
+    typer.Option("--loco-fit", help="With --loco, the null model of each left-out chromosome: "
+                 "'fixed' keeps the whole-genome variance components and refits the effects "
+                 "and EP sites on the chromosome's kinship (as SAIGE); 'full' re-estimates "
+                 "the variance components too (slower)."),
+]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary.")]
 ThreadsOpt = Annotated[
     int | None,
@@ -171,6 +180,7 @@ class InputOptions:
     keep: KeepOpt = None
     remove: RemoveOpt = None
     loco: LocoOpt = False
+    loco_fit: LocoFitOpt = LocoFit.fixed
 
 
 def input_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -235,7 +245,7 @@ def input_config(o: InputOptions) -> Any:
         kinship_cache=o.kinship_cache, kinship_extract=o.kinship_extract,
         kinship_maf=o.kinship_maf, sparse_cutoff=o.sparse_cutoff,
         screen_markers=o.screen_markers, sparse_pcs=o.sparse_pcs, keep=o.keep, remove=o.remove,
-        loco=o.loco,
+        loco=o.loco, loco_fit=o.loco_fit.value,
     )
 
 

@@ -38,6 +38,9 @@ class InputConfig:
     remove: Path | None = None
     #: leave-one-chromosome-out kinships and null models (pipeline/loco.py)
     loco: bool = False
+    #: the per-chromosome null models: ``fixed`` keeps the whole-genome variance components
+    #: (SAIGE's way), ``full`` re-estimates them
+    loco_fit: str = "fixed"
 
 
 @dataclass(frozen=True)

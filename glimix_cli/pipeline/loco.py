@@ -205,6 +205,9 @@ class LocoNulls:
     kin: Kinship
     whole: NullModel
     likelihood: str
+    #: ``fixed``: the whole genome's variance components, effects and EP sites refitted
+    #: (SAIGE's LOCO models); ``full``: everything refitted
+    fit: str = "fixed"
     stored: dict[str, Any] | None = None
     #: rebuild(entry, kinship) -> NullModel, for stored models (set with ``stored``)
     rebuild: Callable[[dict[str, Any], Kinship], NullModel] | None = None
@@ -240,7 +243,8 @@ class LocoNulls:
         else:
             x = self.inputs
             null = fit_null_arrays(x.y, x.trials, x.design.X, x.design.names, kin_c,
-                                   self.likelihood, binary_null="glmm", start=self.whole)
+                                   self.likelihood, binary_null="glmm", start=self.whole,
+                                   fixed_variance=self.fit == "fixed")
         self.reports[chrom] = LocoFit(chrom, m_c, null.v0, null.v1, null.status,
                                       time.perf_counter() - t0, self.stored is None)
         self.models[chrom] = null

@@ -119,21 +119,31 @@ def fit_null(inputs: Inputs, kin: Kinship, likelihood: str, rep: Reporter) -> Nu
 
 def fit_null_arrays(y: F, trials: F | None, X: F, names: list[str], kin: Kinship,
                     likelihood: str, binary_null: str = "auto",
-                    start: NullModel | None = None) -> NullModel:
+                    start: NullModel | None = None, fixed_variance: bool = False
+                    ) -> NullModel:
     """Fit the null model of one trait and build its fixed-covariance scanner.
 
     ``binary_null`` (0/1 traits): ``auto`` chooses between the GLMM and the GLM by
     :func:`binary_route`; ``glmm`` or ``glm`` forces one (for validation studies).
     ``start``: a fit of the same trait on a similar kinship (LOCO: the whole genome's),
-    whose parameters and EP sites start this one.
+    whose parameters and EP sites start this one. ``fixed_variance`` (with ``start``):
+    keep its variance components (``v0``, and ``delta``: the Normal model's variance
+    ratio) and refit only the fixed effects and the EP sites on this kinship, as SAIGE's
+    leave-one-chromosome-out models do.
     """
     if binary_null not in ("auto", "glmm", "glm"):
         raise ValueError(f"binary_null must be auto, glmm or glm; got {binary_null!r}")
+    if fixed_variance and start is None:
+        raise ValueError("fixed_variance needs the start model whose variances to keep")
     t0 = time.perf_counter()
     try:
         if likelihood == "normal":
+            if fixed_variance:
+                assert start is not None
+                return _normal_at_delta(y, X, names, kin, start.delta, t0)
             return _fit_normal(y, X, names, kin, t0)
-        return _fit_ep(y, trials, X, names, kin, likelihood, binary_null, t0, start)
+        return _fit_ep(y, trials, X, names, kin, likelihood, binary_null, t0, start,
+                       fixed_variance)
     except ConvergenceError as exc:
         raise ConvergenceError(f"null model ({likelihood}, n={y.size}): {exc}") from None
 
@@ -157,6 +167,24 @@ def _fit_normal(y: F, X: F, names: list[str], kin: Kinship, t0: float) -> NullMo
         time.perf_counter() - t0, scanner=scanner)
 
 
+def _normal_at_delta(y: F, X: F, names: list[str], kin: Kinship, delta: float,
+                     t0: float) -> NullModel:
+    """The Normal null at a given variance ratio ``delta``: GLS effects and the REML scale
+    in closed form from one factorisation of ``(1 - delta) K + delta I`` (no
+    eigendecomposition)."""
+    scanner = normal_scanner(y, X, kin.K, delta)
+    n, p = y.size, X.shape[1]
+    scale = scanner.null_scale * n / max(n - p, 1)  # REML: Q0 / (n - p)
+    beta = scanner.null_beta
+    se = np.sqrt(np.maximum(np.diag(scanner.null_beta_covariance), 0.0))
+    v0, v1 = scale * (1.0 - delta), scale * delta
+    return NullModel(
+        "normal", n, names, beta.tolist(), se.tolist(), v0, v1, scale, delta,
+        _ratio(v0, v0 + v1), None, scanner.null_lml(), "converged",
+        "variance ratio delta kept from the whole-genome fit; GLS effects and the REML "
+        "scale refitted", 0, 1, 0, time.perf_counter() - t0, scanner=scanner)
+
+
 def normal_scanner(y: F, X: F, K: Any, delta: float) -> FastScanner:
     """The Normal trait's scanner, whitening by ``(1 - delta) K + delta I`` (``K`` dense,
     or ``scipy.sparse``: whitened family by family)."""
@@ -168,7 +196,8 @@ def normal_scanner(y: F, X: F, K: Any, delta: float) -> FastScanner:
 
 
 def _fit_ep(y: F, trials: F | None, X: F, names: list[str], kin: Kinship, likelihood: str,
-            binary_null: str, t0: float, start: NullModel | None = None) -> NullModel:
+            binary_null: str, t0: float, start: NullModel | None = None,
+            fixed_variance: bool = False) -> NullModel:
     spec: Any = ("binomial", trials) if likelihood == "binomial" else likelihood
     glmm = GLMMExpFam(y, spec, X, K=kin.K, n_int=EP_N_INT)
     glmm.beta = _start_beta(y, trials, names, X.shape[1], likelihood)
@@ -190,6 +219,12 @@ def _fit_ep(y: F, trials: F | None, X: F, names: list[str], kin: Kinship, likeli
         # grows. Cap v0 where the liability heritability reaches 0.90 (logit) / 0.97
         # (probit); a fit that runs to the cap has no identified v0 (binary_route).
         glmm.scale_bounds = (SCALE_LOWER, BINARY_MAX_V0)
+    if fixed_variance:
+        assert start is not None
+        glmm.scale = max(start.scale, SCALE_LOWER)
+        glmm.delta = start.delta
+        glmm.fix("scale")
+        glmm.fix("delta")
     glmm.fit(verbose=False)
     info = glmm.fit_info
     assert info is not None
@@ -216,7 +251,9 @@ def _fit_ep(y: F, trials: F | None, X: F, names: list[str], kin: Kinship, likeli
     res = NullModel(
         likelihood, y.size, names, glmm.beta.tolist(), se.tolist(), v0, v1, glmm.scale,
         glmm.delta, _ratio(v0, v0 + v1), h2_liab, glmm.lml(), info.status,
-        info.message + (f" (at bound: {', '.join(info.at_bound)})" if info.at_bound else ""),
+        ("v0 kept from the whole-genome fit; EP sites and effects refitted"
+         if fixed_variance else info.message)
+        + (f" (at bound: {', '.join(info.at_bound)})" if info.at_bound else ""),
         info.iterations, info.evaluations, info.ep_sweeps, time.perf_counter() - t0,
         eta=site.eta.tolist(), tau=site.tau.tolist(), scanner=scanner, spa=spa)
     if likelihood in BINARY_LINKS:

@@ -87,7 +87,7 @@ def run_fit(cfg: InputConfig, out_prefix: Path | None, rep: Reporter) -> FitOutc
     inputs = load_inputs(cfg, rep)
     kin = _kinship(cfg, inputs, rep)
     null = fit_null(inputs, kin, cfg.likelihood, rep)
-    nulls = LocoNulls(inputs, kin, null, cfg.likelihood)
+    nulls = LocoNulls(inputs, kin, null, cfg.likelihood, cfg.loco_fit)
     loco = None
     if nulls.active:
         chroms = list(kin.loco.chrom_counts)
@@ -186,6 +186,8 @@ def _plan(cfg: InputConfig, scfg: ScanConfig, inputs: Inputs, rep: Reporter) -> 
         "null": scfg.null is not None,
         "test": test,
     }
+    if cfg.loco:
+        run_fp["loco_fit"] = cfg.loco_fit
     run_hash = hashlib.sha256(json.dumps(run_fp, sort_keys=True, default=str).encode()).hexdigest()
     mine = sel.indices[start:stop]
     case_columns = cfg.likelihood in BINARY_LINKS
@@ -269,7 +271,7 @@ def _loco_nulls(scfg: ScanConfig, inputs: Inputs, kin: Kinship, null: NullModel,
                 cfg: InputConfig, rep: Reporter) -> LocoNulls:
     """The per-chromosome null models of a ``--loco`` scan: fitted as their blocks come,
     or rebuilt from the models stored by ``glimix fit --loco`` (``--null``)."""
-    nulls = LocoNulls(inputs, kin, null, cfg.likelihood)
+    nulls = LocoNulls(inputs, kin, null, cfg.likelihood, cfg.loco_fit)
     if kin.loco is not None and null.route == "glm":
         rep.info("--loco: the null model is the GLM (kinship variance not identified), which "
                  "has no kinship term - every chromosome is tested against it")

@@ -1,7 +1,10 @@
-"""``--loco`` end to end on example_data (three chromosomes): each chromosome's rows equal
-a plain scan on the kinship of the other two chromosomes (computed directly and given as
-a matrix), per-chromosome and chunked runs equal the whole run, ``fit --loco`` + ``--null``
-and ``glimix kinship --loco`` reproduce it, and the errors come before any work."""
+"""``--loco`` end to end on example_data (three chromosomes): with ``--loco-fit full`` each
+chromosome's rows equal a plain scan on the kinship of the other two chromosomes (computed
+directly and given as a matrix); with the default ``fixed`` the Normal rows equal a GLS
+scan at the whole-genome variance ratio computed here with numpy, and the binary models
+keep the whole-genome v0; per-chromosome and chunked runs equal the whole run, ``fit
+--loco`` + ``--null`` and ``glimix kinship --loco`` reproduce it, and the errors come before
+any work."""
 
 from __future__ import annotations
 
@@ -47,15 +50,80 @@ def loco_runs(tmp_path_factory, runner) -> dict[str, Path]:
     done = {}
     for trait in TRAITS:
         _ok(runner, _args("scan", trait, d / f"{trait}.tsv", "--loco"))
+        _ok(runner, _args("scan", trait, d / f"{trait}.full.tsv", "--loco", "--loco-fit",
+                          "full"))
         _ok(runner, _args("fit", trait, d / trait, "--loco"))
         done[trait] = d / f"{trait}.tsv"
+        done[f"{trait}.full"] = d / f"{trait}.full.tsv"
         done[f"{trait}.null"] = d / f"{trait}.null.json"
     return done
+
+
+def _loco_setup(null: dict):
+    bf = open_bfile(EX / "cohort")
+    keys = {(f, i): k for k, (f, i) in enumerate(zip(bf.samples["fid"], bf.samples["iid"],
+                                                     strict=True))}
+    sidx = np.array([keys[(f, i)] for f, i in zip(null["samples"]["fid"],
+                                                  null["samples"]["iid"], strict=True)])
+    return bf, sidx, bf.variants["chrom"].to_numpy().astype(str)
+
+
+def test_fixed_loco_models_keep_the_whole_genome_variances(loco_runs):
+    """``--loco-fit fixed`` (the default): each chromosome's binary model keeps the whole
+    genome's v0 and refits its effects; the Normal rows of chromosome 1 equal a GLS scan,
+    computed here with numpy, under ``(1 - delta) K_-1 + delta I`` at the whole genome's
+    delta, with the REML scale."""
+    from scipy.stats import chi2
+
+    binary = json.loads(loco_runs["binary.null"].read_text())
+    for c, entry in binary["loco"].items():
+        assert entry["null"]["v0"] == binary["null"]["v0"], c
+        assert entry["null"]["beta"] != binary["null"]["beta"], c
+    quant = json.loads(loco_runs["quant.null"].read_text())
+    delta = quant["null"]["delta"]
+    assert all(e["null"]["delta"] == delta for e in quant["loco"].values())
+    bf, sidx, chrom = _loco_setup(quant)
+    K = grm(bf, sidx, np.flatnonzero(chrom != "1")).K
+    pheno = pd.read_csv(EX / "cohort.pheno.tsv", sep="\t").set_index(["FID", "IID"])
+    covar = pd.read_csv(EX / "cohort.covar.tsv", sep="\t").set_index(["FID", "IID"])
+    ids = list(zip(quant["samples"]["fid"], quant["samples"]["iid"], strict=True))
+    y = pheno.loc[ids, "quant"].to_numpy(float)
+    cv = covar.loc[ids]
+    assert quant["null"]["covariates"] == ["intercept", "age", "sex", "site=north",
+                                           "site=south"]
+    X = np.column_stack([np.ones(len(ids)), cv["age"], cv["sex"], cv["site"] == "north",
+                         cv["site"] == "south"]).astype(float)
+    n = y.size
+    Ci = np.linalg.inv((1 - delta) * K + delta * np.eye(n))
+    rows = pd.read_csv(loco_runs["quant"], sep="\t")
+    rows = rows[(rows["chromosome"].astype(str) == "1") & (rows["status"] == "ok")].head(40)
+    from glimix_cli.io.plink import iter_blocks
+
+    vidx = bf.variants.index[bf.variants["variant_id"].isin(rows["variant_id"])].to_numpy()
+    (_, G), = iter_blocks(bf, vidx, vidx.size, sidx)
+    G = np.where(np.isnan(G), np.nanmean(G, axis=0), G)
+    r0 = y - X @ np.linalg.solve(X.T @ Ci @ X, X.T @ Ci @ y)
+    q0 = float(r0 @ Ci @ r0)
+    for j, vid in enumerate(bf.variants["variant_id"].to_numpy()[vidx]):
+        # the scanner's test (README): the LRT with the scale profiled, the SE at the
+        # alternative's unbiased scale
+        A = np.column_stack([X, G[:, j]])
+        cov = np.linalg.inv(A.T @ Ci @ A)
+        b = cov @ (A.T @ Ci @ y)
+        r1 = y - A @ b
+        q1 = float(r1 @ Ci @ r1)
+        se = np.sqrt(q1 / (n - A.shape[1]) * cov[-1, -1])
+        row = rows[rows["variant_id"] == vid].iloc[0]
+        np.testing.assert_allclose(row["beta"], b[-1], rtol=2e-4, atol=1e-6)
+        np.testing.assert_allclose(row["standard_error"], se, rtol=2e-4)
+        nlp = -chi2.logsf(n * np.log(q0 / q1), 1) / np.log(10)
+        np.testing.assert_allclose(row["neg_log10_p_value"], nlp, rtol=2e-4, atol=2e-4)
 
 
 @pytest.mark.parametrize("trait", list(TRAITS))
 def test_rows_equal_a_scan_on_the_kinship_without_their_chromosome(runner, tmp_path, loco_runs,
                                                                    trait):
+    """``--loco-fit full``: every chromosome's null is refitted in full on K_-c."""
     null = json.loads(loco_runs[f"{trait}.null"].read_text())
     bf = open_bfile(EX / "cohort")
     keys = {(f, i): k for k, (f, i) in enumerate(zip(bf.samples["fid"], bf.samples["iid"],
@@ -63,7 +131,7 @@ def test_rows_equal_a_scan_on_the_kinship_without_their_chromosome(runner, tmp_p
     sidx = np.array([keys[(f, i)] for f, i in zip(null["samples"]["fid"],
                                                   null["samples"]["iid"], strict=True)])
     chrom = bf.variants["chrom"].to_numpy().astype(str)
-    whole = pd.read_csv(loco_runs[trait], sep="\t")
+    whole = pd.read_csv(loco_runs[f"{trait}.full"], sep="\t")
     for c in ("1", "3"):
         K = grm(bf, sidx, np.flatnonzero(chrom != c)).K  # GRM of the other chromosomes
         path = tmp_path / f"K{c}.txt"
