@@ -19,7 +19,8 @@ ResultsArg = Annotated[
                    help="Results TSV (.tsv or .tsv.gz) from glimix scan or glimix merge."),
 ]
 TitleOpt = Annotated[
-    str | None, typer.Option("--title", help="Title on the plots (default: the file name).")
+    str | None, typer.Option("--title", help="Title on the plots (default: the trait, from the "
+                             "scan's .meta.json, else the file name).")
 ]
 
 

@@ -260,6 +260,7 @@ def _run_scan(cfg: InputConfig, scfg: ScanConfig, out: Path, rep: Reporter,
         "variants": {"selected": plan.n_selected, "start": plan.start, "stop": plan.stop},
         "n_rows": plan.n_rows,
         "likelihood": cfg.likelihood,
+        "trait": cfg.pheno_name,
         "samples": inputs.match.n,
     })
     lam, lam_common = tally.lambda_gc()

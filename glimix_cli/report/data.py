@@ -250,14 +250,17 @@ _SPECIAL = {"X": 0, "Y": 1, "MT": 2, "M": 2}
 
 
 def chromosome_sort_key(name: object) -> tuple[int, int, str]:
-    """Sort key: numeric chromosomes in numeric order, then X, Y, MT, then others by name.
+    """Sort key: numeric chromosomes in numeric order, then X, Y, MT, then others by name,
+    and chromosome 0 (PLINK's "unplaced") last.
 
     A ``chr`` prefix is ignored for ordering (``chr2`` sorts as ``2``).
 
-    >>> sorted(["X", "10", "2", "MT", "Y", "1", "GL000192.1"], key=chromosome_sort_key)
-    ['1', '2', '10', 'X', 'Y', 'MT', 'GL000192.1']
+    >>> sorted(["0", "X", "10", "2", "MT", "Y", "1", "GL000192.1"], key=chromosome_sort_key)
+    ['1', '2', '10', 'X', 'Y', 'MT', 'GL000192.1', '0']
     """
     s = _CHR_PREFIX.sub("", str(name).strip())
+    if s.isdigit() and int(s) == 0:
+        return (3, 0, "")
     if s.isdigit():
         return (0, int(s), "")
     if s.upper() in _SPECIAL:

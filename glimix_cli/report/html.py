@@ -413,7 +413,7 @@ def run_report(results: str | os.PathLike[str], out: str | os.PathLike[str],
     meta = _read_sidecar(rpath)
     check_pairing(rpath, meta, null, Path(null_path) if null_path is not None else None)
     table = read_scan_table(rpath, top=top)
-    name = title if title is not None else rpath.name
+    name = title if title is not None else str((meta or {}).get("trait") or rpath.name)
     ps = plot_table(table, str(rpath), name, command="glimix report")
     warnings = []
     if null is None:

@@ -63,6 +63,11 @@ def _png(fig) -> bytes:
 
 def manhattan_png(md: ManhattanData, title: str = "") -> bytes:
     """Draw a Manhattan plot; returns PNG bytes."""
+    return _png(manhattan_figure(md, title))
+
+
+def manhattan_figure(md: ManhattanData, title: str = "") -> Any:
+    """The Manhattan plot as a matplotlib Figure (labels placed, see :func:`place_labels`)."""
     fig = _figure(12.0, 4.6)
     ax = fig.add_subplot()
     for parity in (0, 1):
@@ -74,7 +79,8 @@ def manhattan_png(md: ManhattanData, title: str = "") -> bytes:
     ax.axhline(SUGGESTIVE, color=SUGGESTIVE_COLOUR, linewidth=0.9, linestyle="--",
                label="suggestive, p = 1e-5")
     ymax = max(float(md.y.max()) if md.y.size else 0.0, GENOME_WIDE + 1.0)
-    ax.set_ylim(0, ymax * 1.1)
+    # headroom for the labels of the highest points (rotated text rises above its point)
+    ax.set_ylim(0, ymax * (1.3 if md.labels else 1.1))
     if md.bounds.size:
         pad = 0.005 * float(md.bounds[-1, 1])
         ax.set_xlim(float(md.bounds[0, 0]) - pad, float(md.bounds[-1, 1]) + pad)
@@ -85,11 +91,6 @@ def manhattan_png(md: ManhattanData, title: str = "") -> bytes:
     for i, (lo, hi) in enumerate(md.bounds):
         if i % 2:
             ax.axvspan(lo, hi, color="#f4f6f7", zorder=0, linewidth=0)
-    for x, y, name in md.labels:
-        ax.annotate(name, (x, y), xytext=(3, 4), textcoords="offset points", fontsize=7,
-                    rotation=30, ha="left", va="bottom", clip_on=True)
-        ax.plot([x], [y], linestyle="none", marker="o", markersize=3.5, markeredgewidth=0.6,
-                markerfacecolor="none", markeredgecolor="#000000")
     ax.set_xlabel("chromosome")
     ax.set_ylabel(r"$-\log_{10}\,p$")
     ax.spines[["top", "right"]].set_visible(False)
@@ -97,7 +98,52 @@ def manhattan_png(md: ManhattanData, title: str = "") -> bytes:
     thinned = f" ({md.n_drawn:,} drawn)" if md.n_drawn < md.n_input else ""
     ax.set_title(f"{title}{' - ' if title else ''}{md.n_input:,} variants{thinned}",
                  fontsize=10, loc="left")
-    return _png(fig)
+    for x, y, _ in md.labels:
+        ax.plot([x], [y], linestyle="none", marker="o", markersize=3.5, markeredgewidth=0.6,
+                markerfacecolor="none", markeredgecolor="#000000")
+    fig.canvas.draw()  # fix the layout, then place the labels in it
+    place_labels(ax, md.labels)
+    return fig
+
+
+#: Offsets (points right of and above the labelled point) tried in turn for a label that
+#: would overlap one already placed; beyond the first a thin line joins label and point.
+_LABEL_OFFSETS = ((3, 4), *((dx, dy) for dy in (16, 30, 44, 58) for dx in (3, 36, 69, 102)))
+
+
+def place_labels(ax: Any, labels: list[tuple[float, float, str]]) -> list[Any]:
+    """Annotate ``labels`` (x, y, name), strongest first, each at the lowest offset where its
+    text overlaps no label already placed and stays inside the figure; a label with no such
+    place is left out (its point keeps its circle). Returns the placed annotations."""
+    from matplotlib.text import Text
+
+    fig = ax.figure
+    renderer = fig.canvas.get_renderer()
+    frame = fig.bbox
+    placed: list[Any] = []
+    boxes: list[Any] = []
+    legend = ax.get_legend()
+    if legend is not None:
+        boxes.append(legend.get_window_extent(renderer))
+    for x, y, name in sorted(labels, key=lambda t: -t[1]):
+        for off in _LABEL_OFFSETS:
+            ann = ax.annotate(name, (x, y), xytext=off, textcoords="offset points",
+                              fontsize=7, rotation=30, ha="left", va="bottom",
+                              annotation_clip=False,
+                              arrowprops=None if off == _LABEL_OFFSETS[0] else
+                              {"arrowstyle": "-", "linewidth": 0.4, "color": "#555555",
+                               "shrinkA": 0, "shrinkB": 2})
+            ann.set_in_layout(False)
+            ann.update_positions(renderer)
+            box = Text.get_window_extent(ann, renderer)  # the text's box, not its line
+            inside = (box.x0 >= frame.x0 and box.x1 <= frame.x1 and box.y0 >= frame.y0
+                      and box.y1 <= frame.y1)
+            if inside and not any(box.overlaps(b) for b in boxes):
+                boxes.append(box)
+                placed.append(ann)
+                break
+            ann.remove()
+    return placed
 
 
 def qq_png(qd: QQData, title: str = "") -> bytes:
@@ -150,6 +196,16 @@ def plot_table(table: ScanTable, source: str, title: str = "",
     return PlotSet(manhattan_png(md, title), qq_png(qd, title), lam, md, qd)
 
 
+def default_title(results: str | os.PathLike[str]) -> str:
+    """The trait's name from the results' ``.meta.json`` (``glimix scan`` records it), else
+    the file's name."""
+    from glimix_cli.io.ssf_meta import read_scan_meta
+
+    meta = read_scan_meta(results) or {}
+    trait = meta.get("trait")
+    return str(trait) if trait else Path(results).name
+
+
 def run_plot(results: str | os.PathLike[str], prefix: str | os.PathLike[str],
              title: str | None = None) -> dict[str, Any]:
     """``glimix plot``: read a results TSV, write ``PREFIX.manhattan.png`` and ``PREFIX.qq.png``.
@@ -158,7 +214,7 @@ def run_plot(results: str | os.PathLike[str], prefix: str | os.PathLike[str],
     check_output(Path(f"{prefix}.manhattan.png"), "--out")
     require_matplotlib("glimix plot")
     table = read_scan_table(results, top=0)
-    name = Path(results).name if title is None else title
+    name = default_title(results) if title is None else title
     ps = plot_table(table, str(results), name)
     man = write_bytes_atomic(f"{prefix}.manhattan.png", ps.manhattan)
     qq = write_bytes_atomic(f"{prefix}.qq.png", ps.qq)

@@ -135,3 +135,61 @@ def test_cli_plot_in_a_real_subprocess(example_run, tmp_path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "wrote" in proc.stderr and proc.stdout == ""
     _check_png(tmp_path / "s.manhattan.png", 1500, 600)
+
+
+def _crowded(chrom0: bool = False):
+    """Eight strong hits within 2 Mb of each other (labels that would overlap if all drawn
+    at one offset), two more elsewhere, and a null background."""
+    from glimix_cli.report.data import manhattan_data
+
+    rng = np.random.default_rng(1)
+    n = 4000
+    chrom = np.repeat(["1", "2", "3", "0" if chrom0 else "4"], n // 4)
+    pos = np.tile(np.arange(n // 4) * 50_000 + 1, 4)
+    nlp = -np.log10(rng.random(n))
+    hits = [100, 104, 108, 112, 116, 120, 124, 128, 1500, 2600]
+    nlp[hits] = [30, 29.5, 29, 28.4, 28, 27.7, 27.2, 26.9, 12, 9]
+    ids = np.array([f"rs{1000 + i}" for i in range(n)], dtype=object)
+    return manhattan_data(chrom, pos, nlp, ids, label_window=100_000, max_labels=12)
+
+
+def test_manhattan_labels_do_not_overlap_and_stay_in_the_figure() -> None:
+    pytest.importorskip("matplotlib")
+    from glimix_cli.report.plots import manhattan_figure
+
+    md = _crowded()
+    assert len(md.labels) == 10
+    fig = manhattan_figure(md, "asthma")
+    renderer = fig.canvas.get_renderer()
+    ax = fig.axes[0]
+    texts = [t for t in ax.texts if t.get_text().startswith("rs")]
+    assert len(texts) >= 6  # most of the crowded peak is still named
+    from matplotlib.text import Text
+
+    boxes = [Text.get_window_extent(t, renderer) for t in texts]  # the texts, not the lines
+    for i, a in enumerate(boxes):
+        assert fig.bbox.x0 <= a.x0 and a.x1 <= fig.bbox.x1
+        assert fig.bbox.y0 <= a.y0 and a.y1 <= fig.bbox.y1  # the top label is not clipped
+        for b in boxes[i + 1:]:
+            assert not a.overlaps(b)
+    top = max(md.labels, key=lambda t: t[1])[2]
+    assert top in {t.get_text() for t in texts}  # the strongest hit is always named
+    assert ax.get_title(loc="left").startswith("asthma - ")
+
+
+def test_unplaced_chromosome_0_is_drawn_last() -> None:
+    md = _crowded(chrom0=True)
+    assert md.chromosomes == ["1", "2", "3", "0"]
+    zero = md.chrom_rank == 3
+    assert md.x[zero].min() > md.x[~zero].max()
+
+
+def test_the_plot_title_defaults_to_the_trait(example_run, tmp_path) -> None:
+    pytest.importorskip("matplotlib")
+    from glimix_cli.report.plots import default_title
+
+    results = example_run["results"]
+    assert default_title(results) == "quant"  # from the scan's .meta.json
+    bare = tmp_path / "bare.tsv"
+    bare.write_bytes(results.read_bytes())
+    assert default_title(bare) == "bare.tsv"  # no sidecar: the file's name
