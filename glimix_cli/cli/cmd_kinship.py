@@ -50,8 +50,10 @@ def kinship(
     bfile: Annotated[Path | None, typer.Option(
         "--bfile", help="PLINK 1 binary fileset: PREFIX (or PREFIX.bed/.bim/.fam).")] = None,
     kinship_extract: KinExtractOpt = None,
-    maf: Annotated[float, typer.Option("--maf", min=0.0, max=0.5,
-                                       help="MAF floor for GRM variants.")] = 0.0,
+    maf: Annotated[float, typer.Option(
+        "--kinship-maf", "--maf", min=0.0, max=0.5,
+        help="MAF floor for GRM variants (the name fit and scan use; --maf is the same "
+        "here, where no variant is tested).")] = 0.0,
     sparse_cutoff: SparseCutoffOpt = None,
     screen_markers: ScreenMarkersOpt = None,
     sparse_pcs: SparsePcsOpt = 10,

@@ -274,7 +274,7 @@ def _check_used(bfile: Bfile, counts: _Counts, maf_min: float) -> None:
         raise InputError(
             f"{bfile.bed.name}: no variant is usable for the kinship matrix "
             f"({counts.mono} monomorphic or all missing, {counts.maf} below maf {maf_min:g}) "
-            f"- select more variants or lower --maf"
+            f"- select more variants or lower --kinship-maf"
         )
 
 

@@ -183,6 +183,6 @@ def loco_grm(
             shutil.rmtree(tmp, ignore_errors=True)
         raise InputError(f"{bfile.bim}: --loco needs usable kinship variants on two or more "
                          f"chromosomes; only {', '.join(chrom_counts)} has any (after the MAF "
-                         "and monomorphism filters) - drop --loco or lower --maf")
+                         "and monomorphism filters) - drop --loco or lower --kinship-maf")
     return LocoGRM(np.ascontiguousarray(S), counts.used, chrom_counts, counts.mono, counts.maf,
                    counts.imputed, parts, tmp)

@@ -469,3 +469,20 @@ def test_plot_and_report_refuse_an_unwritable_output_first(runner, tmp_path):
     assert res.exit_code == 1 and "cannot write in /proc" in res.output, res.output
     res = runner.invoke(app, ["report", str(GOLDEN_BINARY), "--out", str(tmp_path)])
     assert res.exit_code == 1 and "is a directory" in res.output, res.output
+
+
+def test_kinship_maf_has_the_name_fit_and_scan_use(runner, ex, tmp_path):
+    """`glimix kinship --kinship-maf X` (the scan's name for the GRM's MAF floor) builds the
+    same cache as `--maf X`, and a scan given `--kinship-maf X` accepts it."""
+    a, b = tmp_path / "a.npz", tmp_path / "b.npz"
+    for flag, out in (("--kinship-maf", a), ("--maf", b)):
+        res = runner.invoke(app, ["kinship", "--bfile", str(ex / "cohort"), flag, "0.2",
+                                  "--out", str(out)])
+        assert res.exit_code == 0, res.output
+    za, zb = np.load(a), np.load(b)
+    assert sorted(za.files) == sorted(zb.files)
+    for key in za.files:
+        assert np.array_equal(za[key], zb[key]), key
+    res = runner.invoke(app, ["scan", *base(ex), "--kinship-cache", str(a), "--kinship-maf",
+                              "0.2", "--out", str(tmp_path / "s.tsv"), "-q"])
+    assert res.exit_code == 0, res.output

@@ -68,7 +68,7 @@ def test_no_usable_variant_is_an_error(fixtures) -> None:
     b = open_bfile(fixtures["good"])
     with pytest.raises(InputError, match=r"good\.bed: no variant is usable for the kinship "
                                          r"matrix \(2 monomorphic or all missing, 0 below maf "
-                                         r"0\) - select more variants or lower --maf"):
+                                         r"0\) - select more variants or lower --kinship-maf"):
         grm(b, variant_indices=[1, 2])
 
 
