@@ -175,6 +175,8 @@ def build_kinship(cfg: InputConfig, inputs: Inputs, rep: Reporter) -> Kinship:
         rep.info(f"kinship: precomputed matrix {cfg.kinship}")
         return Kinship(np.ascontiguousarray(inputs.kinship_matrix[np.ix_(k, k)]), None,
                        str(cfg.kinship))
+    # the GRM's genotypes: --kinship-bfile, else the scanned ones
+    bfile, idx = inputs.kin_source, inputs.kin_index
     if cfg.kinship_cache is not None and Path(cfg.kinship_cache).exists():
         if cache_kind(cfg.kinship_cache) == "sparse":
             return _cached_sparse(cfg, inputs, rep)
@@ -235,7 +237,7 @@ def _build_sparse(bfile: Bfile, idx: NDArray[np.intp] | None, variants: NDArray[
 
 def _cached_sparse(cfg: InputConfig, inputs: Inputs, rep: Reporter) -> Kinship:
     """A sparse cache of ``glimix kinship --sparse-cutoff``, for the analysed samples."""
-    bfile, idx = inputs.bfile, inputs.match.geno_index
+    bfile, idx = inputs.kin_source, inputs.kin_index
     opts = kinship_options(cfg)
     for key in ("sparse_cutoff", "screen_markers", "sparse_pcs"):
         opts.pop(key, None)

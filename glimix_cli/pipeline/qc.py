@@ -14,11 +14,14 @@ from numpy.typing import NDArray
 
 from glimix_cli.errors import InputError
 
-__all__ = ["STATUSES", "BlockQC", "VariantSelection", "block_qc", "parse_chromosomes",
-           "select_variants"]
+__all__ = ["STATUSES", "BlockQC", "VariantSelection", "block_qc", "dosage_info",
+           "parse_chromosomes", "select_variants"]
 
 #: QC status values, in priority order (the first that applies is reported).
-STATUSES = ("all_missing", "monomorphic", "low_mac", "failed_qc", "ok")
+#: ``multiallelic`` (BGEN/.pgen records with more than two alleles, never decoded) and
+#: ``low_info`` (``--min-info``) only occur with dosage inputs.
+STATUSES = ("multiallelic", "all_missing", "monomorphic", "low_mac", "low_info", "failed_qc",
+            "ok")
 
 
 @dataclass(frozen=True, eq=False)
@@ -287,7 +290,7 @@ def block_qc(
     mac = np.where(has, mac, np.nan)
     same = _all_equal(block, miss, complete, total, n_obs)
     miss_rate = np.divide(n_missing, n, out=np.zeros(n_missing.shape), where=n > 0)
-    status = np.full(block.shape[1], "ok", dtype="<U11")
+    status = np.full(block.shape[1], "ok", dtype="<U12")
     failed = has & ((maf < maf_min) | (miss_rate > max_missing))
     status[failed] = "failed_qc"
     status[has & (mac < mac_min)] = "low_mac"
@@ -301,6 +304,57 @@ def block_qc(
         n_obs=n_obs, n_missing=n_missing, eaf=eaf, maf=maf, mac=mac, status=status,
         n_imputed=n_imp,
     )
+
+
+def dosage_info(block: NDArray[np.float64], qc: BlockQC, multiallelic: NDArray[np.bool_],
+                min_info: float = 0.0) -> NDArray[np.float64]:
+    """INFO of each column of a QC'd dosage block (the MaCH R^2 estimator), and the
+    ``multiallelic`` / ``low_info`` statuses set in ``qc.status`` (in place).
+
+    Parameters
+    ----------
+    block : ndarray of float64, shape (n, b)
+        Dosages after :func:`block_qc` (missing values replaced by the column mean).
+    qc : BlockQC
+        Its QC; ``qc.status`` is updated.
+    multiallelic : ndarray of bool, shape (b,)
+        Records with more than two alleles (decoded as all missing): status
+        ``multiallelic``, INFO NaN.
+    min_info : float
+        Variants that passed the other checks (``ok``, ``failed_qc``) with INFO below this
+        get ``low_info``.
+
+    Returns
+    -------
+    info : ndarray of float64, shape (b,)
+        NaN where undefined (no observed dosage, or a monomorphic variant).
+
+    Notes
+    -----
+    With ``d_i`` the dosages of the ``n_obs`` samples observed and
+    ``p = mean(d) / 2``,
+
+        INFO = [sum_i (d_i - 2p)^2 / n_obs] / [2 p (1 - p)],
+
+    the ratio of the observed dosage variance to its binomial (HWE) value: minimac's R^2,
+    which REGENIE reports for .pgen input. For calibrated probabilities it equals the IMPUTE
+    info score that SAIGE and REGENIE compute from BGEN probabilities
+    (``1 - sum_i Var(g_i) / (2 n p (1 - p))``, by the law of total variance). Mean imputation
+    adds no deviation, so the sum runs over the whole imputed block. Hard calls in HWE give
+    about 1, and nothing caps the value at 1.
+    """
+    mean = 2.0 * qc.eaf
+    dev = block - mean
+    ss = np.einsum("ij,ij->j", dev, dev)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        info = (ss / qc.n_obs) / (2.0 * qc.eaf * (1.0 - qc.eaf))
+    info[~np.isfinite(info) | (qc.n_obs == 0)] = np.nan
+    st = qc.status
+    st[(np.isin(st, ("ok", "failed_qc"))) & (info < min_info)] = "low_info"
+    multi = np.asarray(multiallelic, dtype=bool)
+    st[multi] = "multiallelic"
+    info[multi] = np.nan
+    return info
 
 
 def _all_equal(block: NDArray[np.float64], miss: NDArray[np.bool_], complete: bool,
