@@ -319,8 +319,14 @@ def _variants_from_bgi(bgi: Path, path: Path, n_variants: int) -> pd.DataFrame:
         raise _truncated(path, f"its index places the last variant at bytes "
                                f"{rows[-1][6]:,}-{int(rows[-1][6]) + int(rows[-1][7]):,}, "
                                f"the file has {size:,}")
-    # bgenix stores the first two alleles; a record with more is marked by its count
-    alleles = [[a1, a2] + ["?"] * (int(k) - 2) if int(k) > 2 else [a1, a2][:int(k)]
-               for _, _, _, k, a1, a2, _, _ in rows]
+    # bgenix stores the first two alleles: a record with more is read for the others
+    alleles = [[a1, a2][:int(k)] for _, _, _, k, a1, a2, _, _ in rows]
+    multi = [i for i, r in enumerate(rows) if int(r[3]) > 2]
+    if multi:
+        from bgen import BgenReader
+
+        with BgenReader(str(path), delay_parsing=True) as reader:
+            for i in multi:
+                alleles[i] = list(reader[i].alleles)
     return _table([str(r[0]) for r in rows], [int(r[1]) for r in rows],
                   [str(r[2]) for r in rows], [""] * len(rows), alleles)
