@@ -55,9 +55,10 @@ _CHROM_CODES = {"23": "X", "24": "Y", "25": "XY", "26": "MT", "M": "MT"}
 def _norm_chrom(values: pd.Series | Sequence[str]) -> NDArray:
     """Chromosome names compared as plink2 does: any ``chr`` prefix dropped, case ignored,
     and the numeric codes 23-26 the same as X, Y, XY, MT (``chrM`` is MT)."""
-    s = pd.Series(values, dtype=str).str.strip()
+    codes, uniq = pd.factorize(pd.Series(values, dtype=str), sort=False)
+    s = pd.Series(uniq, dtype=str).str.strip()  # each distinct name once (not per variant)
     s = s.str.replace(r"^chr", "", case=False, regex=True).str.upper()
-    return s.replace(_CHROM_CODES).to_numpy(dtype=object)
+    return s.replace(_CHROM_CODES).to_numpy(dtype=object)[codes]
 
 
 def parse_chromosomes(text: str) -> tuple[list[str], list[str]]:
