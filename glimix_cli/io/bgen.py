@@ -120,24 +120,30 @@ class Bgen:
             try:
                 var = reader[v]
                 p = var.probabilities
-                phased = var.is_phased
+                phased = p.shape[1] != 3 and var.is_phased  # (3 columns: unphased diploid)
             except (ValueError, IndexError, RuntimeError) as exc:
                 raise InputError(f"{self.bed}: variant {v + 1} "
                                  f"({self.variants['variant_id'].iat[v]}) cannot be decoded "
                                  f"({' '.join(str(exc).split())}) - the file is damaged or "
                                  "truncated; re-create or re-download it") from None
-            if idx is not None:
-                p = p[idx]
-            out[:, j] = _dosage(p, phased, self.bed, v)
+            d = _dosage(p, phased, self.bed, v)
+            # (the dosage of every sample, then the selected ones: gathering the (n, 3)
+            # probabilities first cost 3x the whole decode at n = 5,000)
+            out[:, j] = d if idx is None else d[idx]
         return out
 
 
 def _dosage(p: NDArray[np.float32], phased: bool, path: Path, v: int) -> NDArray[np.float64]:
-    """Expected count of the second allele from one record's probabilities (n, k)."""
+    """Expected count of the second allele from one record's probabilities (n, k), in
+    float64 (the float32 probabilities are exact in it)."""
     if not phased and p.shape[1] == 3:
-        return p[:, 1].astype(np.float64) + 2.0 * p[:, 2].astype(np.float64)
+        d = np.multiply(p[:, 2], 2.0, dtype=np.float64)
+        d += p[:, 1]
+        return d
     if phased and p.shape[1] == 4:
-        return p[:, 1].astype(np.float64) + p[:, 3].astype(np.float64)
+        d = p[:, 1].astype(np.float64)
+        d += p[:, 3]
+        return d
     raise InputError(f"{path}: variant {v + 1} has {p.shape[1]} probabilities per sample "
                      f"({'phased' if phased else 'unphased'}) - glimix reads diploid "
                      "biallelic records only; convert haploid calls to diploid first")
