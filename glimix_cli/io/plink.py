@@ -382,7 +382,7 @@ def _decode(bed: Path, n_samples: int, start: int, stop: int,
         codes = np.take(raw, sample_index // 4, axis=1)
         codes >>= (2 * (sample_index % 4)).astype(np.uint8)
         codes &= 3
-        return np.take(_CODES, codes)
+        return _CODES[codes]
     G = _BYTE_LUT[raw].reshape(stop - start, 4 * nb)
     if 4 * nb != n_samples:  # drop the padding of the last byte
         return np.ascontiguousarray(G[:, :n_samples])
