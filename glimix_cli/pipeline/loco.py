@@ -137,7 +137,8 @@ def _cached(cfg: InputConfig, inputs: Inputs, rep: Reporter) -> Kinship:
     QS = load_kinship_cache(cache, bfile_fingerprint(bfile, kinship_options(cfg)), fid, iid)
     rep.info(f"kinship: cache {cache} (rank {QS[1].size}; {len(counts)} kinships leaving "
              "one chromosome out)")
-    full = idx.size == bfile.n_samples
+    # (the cache's own rows in its order: with --kinship-bfile idx may permute them)
+    full = bool(np.array_equal(idx, np.arange(bfile.n_samples)))
     whole = Kinship(_dense(QS) if full else _dense(QS, idx), QS if full else None, str(cache))
 
     def make(chrom: str) -> Kinship:

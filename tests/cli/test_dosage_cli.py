@@ -94,6 +94,53 @@ def test_hard_calls_give_the_bed_runs_rows_in_every_format(runner, conv, bed_run
     assert header[SHARED:] == ["info"]
 
 
+def test_scan_samples_in_another_order_than_the_kinship_bfile(runner, conv, bed_run,
+                                                             tmp_path):
+    """The analysed samples follow the scanned file; --kinship-bfile rows are matched by
+    ID, so a .pgen with the samples reversed gives the .bed run's statistics (the same
+    model with its rows permuted; the sums in another order change the last digits)."""
+    bed_tsv, _ = bed_run
+    rev = tmp_path / "rev.txt"
+    fam = (EX / "cohort.fam").read_text().splitlines()
+    rev.write_text("".join(f"{r.split()[0]}\t{r.split()[1]}\n" for r in reversed(fam)))
+    plink2("--bfile", str(EX / "cohort"), "--indiv-sort", "f", str(rev), "--make-pgen",
+           "--out", str(tmp_path / "rev"))
+    assert (tmp_path / "rev.psam").read_text().splitlines()[1].split()[1] == fam[-1].split()[1]
+    out = tmp_path / "rev.tsv"
+    res = runner.invoke(app, ["scan", *_common(EX), "--pgen", str(tmp_path / "rev"),
+                              "--kinship-bfile", str(EX / "cohort"), "--out", str(out), "-q"])
+    assert res.exit_code == 0, res.output
+    a = [r.split("\t") for r in bed_tsv.read_text().splitlines()[1:]]
+    b = [r.split("\t") for r in out.read_text().splitlines()[1:]]
+    for ra, rb in zip(a, b, strict=True):
+        assert ra[:4] + ra[8:10] + ra[12:13] == rb[:4] + rb[8:10] + rb[12:13]
+        if ra[12] == "ok":
+            assert float(rb[4]) == pytest.approx(float(ra[4]), rel=1e-3, abs=1e-6)
+            assert float(rb[11]) == pytest.approx(float(ra[11]), abs=2e-3)
+    # every sample analysed, the kinship from a cache of the .bed: its rows are permuted too
+    rows = [r.split("\t") for r in (EX / "cohort.pheno.tsv").read_text().splitlines()[1:]]
+    full = tmp_path / "full.tsv"
+    full.write_text("FID\tIID\ty\n" + "".join(f"{r[0]}\t{r[1]}\t"
+                                              f"{r[2] if r[2] != 'NA' else '0.5'}\n"
+                                              for r in rows))
+    cache = tmp_path / "k.npz"
+    assert runner.invoke(app, ["kinship", "--bfile", str(EX / "cohort"), "--out", str(cache),
+                               "-q"]).exit_code == 0
+    outs = []
+    for geno in (["--bfile", str(EX / "cohort")],
+                 ["--pgen", str(tmp_path / "rev"), "--kinship-bfile", str(EX / "cohort")]):
+        outs.append(tmp_path / f"c{len(outs)}.tsv")
+        res = runner.invoke(app, ["scan", "--pheno", str(full), *geno, "--kinship-cache",
+                                  str(cache), "--chr", "1", "--out", str(outs[-1]), "-q"])
+        assert res.exit_code == 0, res.output
+    a = [r.split("\t") for r in outs[0].read_text().splitlines()[1:]]
+    b = [r.split("\t") for r in outs[1].read_text().splitlines()[1:]]
+    assert len(a) == len(b) > 500
+    for ra, rb in zip(a, b, strict=True):
+        if ra[12] == "ok":
+            assert float(rb[4]) == pytest.approx(float(ra[4]), rel=1e-3, abs=1e-6)
+
+
 def test_plink2s_default_bgen_export_counts_ref_and_says_so(runner, conv, bed_run, ex,
                                                             tmp_path):
     """Without ref-first plink2 writes ALT first: the second allele counted is then the
