@@ -343,3 +343,18 @@ def test_dask_and_resume_give_the_same_dosage_rows(runner, conv, ex, tmp_path, b
                               "--out", str(rs), "-q"])
     assert res.exit_code == 0, res.output
     assert rs.read_bytes() == ref.read_bytes()
+
+
+@pytest.mark.slow
+def test_loco_with_a_kinship_bfile_gives_the_bed_runs_rows(runner, conv, tmp_path):
+    """--loco: the kinships leaving one chromosome out come from the --kinship-bfile, the
+    scanned BGEN's blocks are keyed by their own chromosome names."""
+    outs = []
+    for geno in (["--bfile", str(EX / "cohort")],
+                 [*_bgen(conv, "c12"), "--kinship-bfile", str(EX / "cohort")]):
+        outs.append(tmp_path / f"loco{len(outs)}.tsv")
+        res = runner.invoke(app, ["scan", *_common(EX), *geno, "--loco", "--chr", "2,3",
+                                  "--out", str(outs[-1]), "-q"])
+        assert res.exit_code == 0, res.output
+    assert _cols(outs[1]) == _cols(outs[0])
+
