@@ -54,6 +54,9 @@ def commands(d: Path, base: Path, threads: int) -> dict[str, list[list[str]]]:
               "--threads", t, "-q"]
     return {
         "glimix-bed": [[*glimix, "--bfile", str(base), "--out", str(d / "g_bed.tsv")]],
+        # --baseline DIR: another glimix_cli tree (e.g. `git archive OLD glimix_cli`), same
+        # command; its PYTHONPATH is set in main()
+        "glimix-baseline": [[*glimix, "--bfile", str(base), "--out", str(d / "g_base.tsv")]],
         "glimix-bgen8": [[*glimix, "--bgen", str(d / "HLC8.bgen"), "--sample",
                           str(d / "HLC8.sample"), "--kinship-bfile", str(base), "--out",
                           str(d / "g_bgen.tsv")]],
@@ -82,6 +85,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--tools", default="glimix-bed,plink2-glm,gemma,glimix-bgen8,glimix-pgen")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--baseline", type=Path, default=None,
+                    help="directory holding another glimix_cli/ to time as glimix-baseline")
     a = ap.parse_args()
     d = HERE / "work" / "hlc"
     base = prepare(d)
@@ -95,7 +100,10 @@ def main() -> None:
     for rep in range(a.reps):
         for tool in tools:  # interleaved: a load spike hits every tool alike
             loads.append(os.getloadavg()[0])
-            s = timed(cmds[tool], env, d)
+            if tool == "glimix-baseline" and a.baseline is None:
+                raise SystemExit("glimix-baseline needs --baseline DIR")
+            s = timed(cmds[tool], env if tool != "glimix-baseline" else
+                      {**env, "PYTHONPATH": str(a.baseline)}, d)
             times[tool].append(s)
             print(f"rep {rep + 1} {tool:13s} {s:7.2f} s  (load {loads[-1]:.2f})", flush=True)
     med = {k: statistics.median(v) for k, v in times.items()}
@@ -105,6 +113,8 @@ def main() -> None:
     if "plink2-glm" in med and "glimix-bed" in med:
         print(f"glimix / plink2 --glm = {med['glimix-bed'] / med['plink2-glm']:.1f}x "
               "(target <= 5x)")
+    if "glimix-baseline" in med and "glimix-bed" in med:
+        print(f"baseline / glimix = {med['glimix-baseline'] / med['glimix-bed']:.2f}x")
     if "gemma" in med and "glimix-bed" in med:
         print(f"GEMMA / glimix = {med['gemma'] / med['glimix-bed']:.1f}x (target >= 10x)")
     if a.out:
