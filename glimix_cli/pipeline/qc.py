@@ -279,17 +279,23 @@ def block_qc(
         raise ValueError(f"block must be 2-D (samples x variants); got shape {block.shape}")
     n = block.shape[0]
     miss = np.isnan(block)
-    n_missing = miss.sum(axis=0).astype(np.int64)
+    n_missing = np.count_nonzero(miss, axis=0).astype(np.int64)
     n_obs = (n - n_missing).astype(np.int64)
-    complete = not n_missing.any()
-    total = block.sum(axis=0) if complete else np.where(miss, 0.0, block).sum(axis=0)
+    # the sums of the complete columns straight from the block; the few columns with a
+    # missing call again with those calls as 0 (F order: the same summation, same bits)
+    gaps = np.flatnonzero(n_missing)
+    total = block.sum(axis=0)
+    zeroed = None
+    if gaps.size:
+        zeroed = np.asfortranarray(np.where(miss[:, gaps], 0.0, block[:, gaps]))
+        total[gaps] = zeroed.sum(axis=0)
     has = n_obs > 0
     mean = np.divide(total, n_obs, out=np.full(total.shape, np.nan), where=has)
     eaf = mean / 2.0
     maf = np.minimum(eaf, 1.0 - eaf)
     mac = np.minimum(total, 2.0 * n_obs - total)
     mac = np.where(has, mac, np.nan)
-    same = _all_equal(block, miss, complete, total, n_obs)
+    same = _all_equal(block, gaps, zeroed, total, n_obs)
     miss_rate = np.divide(n_missing, n, out=np.zeros(n_missing.shape), where=n > 0)
     status = np.full(block.shape[1], "ok", dtype="<U12")
     failed = has & ((maf < maf_min) | (miss_rate > max_missing))
@@ -358,23 +364,26 @@ def dosage_info(block: NDArray[np.float64], qc: BlockQC, multiallelic: NDArray[n
     return info
 
 
-def _all_equal(block: NDArray[np.float64], miss: NDArray[np.bool_], complete: bool,
-               total: NDArray[np.float64], n_obs: NDArray[np.int64]) -> NDArray[np.bool_]:
-    """Per column: every non-missing value the same. Without missing calls the sum of
-    squares screens the columns (``n ss - total^2`` is 0 for a constant column, exactly for
-    integer dosages), and only those near 0 are checked by their min and max."""
+def _all_equal(block: NDArray[np.float64], gaps: NDArray[np.intp],
+               zeroed: NDArray[np.float64] | None, total: NDArray[np.float64],
+               n_obs: NDArray[np.int64]) -> NDArray[np.bool_]:
+    """Per column: every non-missing value the same. The sum of squares screens the
+    columns (``n_obs ss - total^2`` is 0 for a constant column, exactly for integer
+    dosages; the columns ``gaps`` with missing calls use ``zeroed``, their copy with those
+    calls as 0), and only those near 0 are checked by their min and max (NaN ignored)."""
     if block.shape[0] == 0:
         return np.zeros(block.shape[1], dtype=bool)
-    if complete:
-        ss = np.einsum("ij,ij->j", block, block)
-        spread = n_obs * ss - total * total
-        cand = np.flatnonzero(spread <= 1e-9 * np.maximum(total * total, 1.0))
-        same = np.zeros(block.shape[1], dtype=bool)
-        if cand.size:
-            sub = block[:, cand]
-            same[cand] = sub.min(axis=0) == sub.max(axis=0)
-        return same
-    return np.fmin.reduce(block, axis=0) == np.fmax.reduce(block, axis=0)
+    ss = np.einsum("ij,ij->j", block, block)
+    if gaps.size:
+        assert zeroed is not None
+        ss[gaps] = np.einsum("ij,ij->j", zeroed, zeroed)
+    spread = n_obs * ss - total * total
+    cand = np.flatnonzero(spread <= 1e-9 * np.maximum(total * total, 1.0))
+    same = np.zeros(block.shape[1], dtype=bool)
+    if cand.size:
+        sub = block[:, cand]
+        same[cand] = np.fmin.reduce(sub, axis=0) == np.fmax.reduce(sub, axis=0)
+    return same
 
 
 def chromosome_notes(variants: pd.DataFrame, indices: NDArray[np.intp],
