@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,8 +85,16 @@ class Bgen:
 
     def __getstate__(self) -> dict[str, Any]:
         d = dict(self.__dict__)
-        d["_reader"] = None
+        d["_reader"] = None  # re-opened where it lands
+        d.pop("_lock", None)
         return d
+
+    def _locked(self) -> threading.Lock:
+        """One reader per object, not thread-safe: a Dask worker's threads share it."""
+        lock = self.__dict__.get("_lock")
+        if lock is None:
+            lock = self.__dict__.setdefault("_lock", threading.Lock())
+        return lock
 
     def _open(self) -> Any:
         if self._reader is None:
@@ -112,6 +121,12 @@ class Bgen:
         n_out = self.n_samples if idx is None else idx.size
         out = np.empty((n_out, stop - start), dtype=np.float64, order="F")
         multi = self.variants["multiallelic"].to_numpy()
+        with self._locked():
+            self._decode_into(out, start, stop, idx, multi)
+        return out
+
+    def _decode_into(self, out: NDArray[np.float64], start: int, stop: int,
+                     idx: NDArray[np.intp] | None, multi: NDArray[np.bool_]) -> None:
         reader = self._open()
         for j, v in enumerate(range(start, stop)):
             if multi[v]:
@@ -130,7 +145,6 @@ class Bgen:
             # (the dosage of every sample, then the selected ones: gathering the (n, 3)
             # probabilities first cost 3x the whole decode at n = 5,000)
             out[:, j] = d if idx is None else d[idx]
-        return out
 
 
 def _dosage(p: NDArray[np.float32], phased: bool, path: Path, v: int) -> NDArray[np.float64]:

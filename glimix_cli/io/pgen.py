@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,8 +63,16 @@ class Pgen:
 
     def __getstate__(self) -> dict[str, Any]:
         d = dict(self.__dict__)
-        d["_reader"] = None
+        d["_reader"] = None  # re-opened where it lands
+        d.pop("_lock", None)
         return d
+
+    def _locked(self) -> threading.Lock:
+        """One reader per object, not thread-safe: a Dask worker's threads share it."""
+        lock = self.__dict__.get("_lock")
+        if lock is None:
+            lock = self.__dict__.setdefault("_lock", threading.Lock())
+        return lock
 
     def _open(self) -> Any:
         if self._reader is None:
@@ -82,7 +91,8 @@ class Pgen:
         buf = np.empty((stop - start, self.n_samples), dtype=np.float64)
         if stop > start:
             try:
-                self._open().read_dosages_range(start, stop, buf)
+                with self._locked():
+                    self._open().read_dosages_range(start, stop, buf)
             except RuntimeError as exc:
                 raise InputError(f"{self.bed}: variants {start + 1}-{stop} cannot be decoded "
                                  f"({' '.join(str(exc).split())}) - the file is damaged or "

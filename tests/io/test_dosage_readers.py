@@ -277,3 +277,16 @@ def test_a_missing_reader_is_a_one_line_install_hint(monkeypatch, files):
     with pytest.raises(GlimixError, match=r"--pgen needs plink2's reader: pip install "
                                           r"'glimix-cli\[pgen\]'"):
         open_genotypes("pgen", files["pgen"])
+
+
+@pytest.mark.parametrize("name", ["pgen", "bgen16"])
+def test_threads_sharing_one_source_read_what_one_thread_reads(files, name):
+    """A Dask worker's threads share one unpickled source: its reader is locked."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    g = _open(files, name)
+    want = [g.read(k % 3, 3, [0, 5, 11, 2]) for k in range(24)]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda k: g.read(k % 3, 3, [0, 5, 11, 2]), range(24)))
+    for w, x in zip(want, got, strict=True):
+        np.testing.assert_array_equal(w, x)
