@@ -125,6 +125,9 @@ def scan(
                                        help="Minimum minor-allele count (status low_mac).")] = 5.0,
     max_missing: Annotated[float, typer.Option("--max-missing", min=0.0, max=1.0,
                                                help="Maximum missing-call rate.")] = 1.0,
+    min_info: Annotated[float, typer.Option(
+        "--min-info", min=0.0, help="--bgen/--pgen: minimum imputation INFO (MaCH R^2 of the "
+        "dosages, the info column); status low_info below it.")] = 0.0,
     chunk: Annotated[str, typer.Option("--chunk", help="Run part I of N (HPC arrays).")] = "1/1",
     block_size: Annotated[int | None, typer.Option("--block-size", min=1,
                                                    help="Variants per block.")] = None,
@@ -164,7 +167,8 @@ def scan(
               "give one")
     scfg = ScanConfig(chrom=chrom, from_bp=from_bp, to_bp=to_bp, extract=extract,
                       exclude=exclude, maf=maf,
-                      mac=mac, max_missing=max_missing, chunk=_parse_chunk(chunk),
+                      mac=mac, max_missing=max_missing, min_info=min_info,
+                      chunk=_parse_chunk(chunk),
                       block_size=block_size, null=null, resume=resume,
                       dask_scheduler=dask_scheduler, dask_scheduler_file=dask_scheduler_file,
                       dask_local=dask_local, test=test.value)

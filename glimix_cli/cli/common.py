@@ -32,6 +32,33 @@ BfileOpt = Annotated[
     Path,
     typer.Option("--bfile", help="PLINK 1 binary fileset: PREFIX (or PREFIX.bed/.bim/.fam)."),
 ]
+GenoBfileOpt = Annotated[
+    Path | None,
+    typer.Option("--bfile", help="PLINK 1 binary fileset: PREFIX (or PREFIX.bed/.bim/.fam). "
+                 "One of --bfile, --bgen, --pgen."),
+]
+BgenOpt = Annotated[
+    Path | None,
+    typer.Option("--bgen", exists=True, dir_okay=False,
+                 help="BGEN 1.1-1.3 file (dosages of the second allele; a FILE.bgen.bgi index "
+                      "beside it is used). Needs glimix-cli[bgen]."),
+]
+SampleOpt = Annotated[
+    Path | None,
+    typer.Option("--sample", exists=True, dir_okay=False,
+                 help="Oxford .sample file of --bgen (default: the IDs stored in the .bgen)."),
+]
+PgenOpt = Annotated[
+    Path | None,
+    typer.Option("--pgen", help="PLINK 2 fileset PREFIX (.pgen/.pvar[.zst]/.psam): ALT "
+                 "dosages, hard calls where none are stored. Needs glimix-cli[pgen]."),
+]
+KinshipBfileOpt = Annotated[
+    Path | None,
+    typer.Option("--kinship-bfile",
+                 help="Build the kinship from this PLINK 1 fileset (e.g. array genotypes) "
+                      "instead of the scanned genotypes; samples matched by FID IID."),
+]
 PhenoOpt = Annotated[
     Path,
     typer.Option("--pheno", exists=True, dir_okay=False,
@@ -159,8 +186,12 @@ ThreadsOpt = Annotated[
 class InputOptions:
     """The model-input options as given (``fit`` and ``scan`` share them)."""
 
-    bfile: BfileOpt
     pheno: PhenoOpt
+    bfile: GenoBfileOpt = None
+    bgen: BgenOpt = None
+    sample: SampleOpt = None
+    pgen: PgenOpt = None
+    kinship_bfile: KinshipBfileOpt = None
     pheno_name: PhenoNameOpt = None
     pheno_col_nums: PhenoColNumsOpt = None
     likelihood: LikOpt = Likelihood.normal
@@ -225,6 +256,18 @@ def input_config(o: InputOptions) -> Any:
               "sparse GRM from the genotypes")
     if o.screen_markers is not None and o.sparse_cutoff is None:
         usage("--screen-markers needs --sparse-cutoff")
+    given = [(k, p) for k, p in (("bed", o.bfile), ("bgen", o.bgen), ("pgen", o.pgen))
+             if p is not None]
+    if len(given) != 1:
+        usage("give the genotypes with one of --bfile, --bgen, --pgen" if not given else
+              f"{' and '.join('--' + ('bfile' if k == 'bed' else k) for k, _ in given)} are "
+              "alternatives: give one genotype source")
+    geno_format, geno_path = given[0]
+    if o.sample is not None and geno_format != "bgen":
+        usage("--sample names the samples of a --bgen file: drop it, or use --bgen")
+    if o.kinship_bfile is not None and o.kinship is not None:
+        usage("--kinship and --kinship-bfile are alternatives: --kinship-bfile builds the GRM "
+              "from that .bed, --kinship reads a finished one")
 
     # as plink2's --input-missing-phenotype adds a code: the defaults stay missing
     missing = tuple(dict.fromkeys([*DEFAULT_MISSING, *(o.missing_code or [])]))
@@ -238,7 +281,9 @@ def input_config(o: InputOptions) -> Any:
     pheno_name = run(lambda rep: resolve_trait(o.pheno, o.pheno_name, o.pheno_col_nums, other,
                                                missing, hint), True)
     return InputConfig(
-        bfile=o.bfile, pheno=o.pheno, pheno_name=pheno_name, likelihood=o.likelihood.value,
+        bfile=geno_path, geno_format=geno_format, sample=o.sample,
+        kinship_bfile=o.kinship_bfile, pheno=o.pheno, pheno_name=pheno_name,
+        likelihood=o.likelihood.value,
         trials_name=o.trials_name, covar=o.covar, covar_names=tuple(o.covar_name or ()),
         covar_col_nums=o.covar_col_nums,
         covar_cat=tuple(o.covar_cat or ()), missing_codes=missing, kinship=o.kinship,

@@ -7,6 +7,7 @@ Columns (GWAS-SSF names; the first eight in the order GWAS-SSF fixes):
     test  p_value_surrogate
     [0/1 traits:] n_cases  n_controls  effect_allele_frequency_cases
     effect_allele_frequency_controls
+    [BGEN / .pgen dosages:] info
 
 ``test`` names what produced ``p_value`` (``surrogate_lrt``, ``score`` or ``spa``);
 ``p_value_surrogate`` is the Normal-theory p-value of that statistic,
@@ -63,68 +64,93 @@ HEADER = "\t".join(COLUMNS) + "\n"
 BINARY_COLUMNS = ("n_cases", "n_controls", "effect_allele_frequency_cases",
                   "effect_allele_frequency_controls")
 BINARY_HEADER = "\t".join(COLUMNS + BINARY_COLUMNS) + "\n"
-HEADERS = (HEADER, BINARY_HEADER)
+#: Extra column of dosage inputs (BGEN, .pgen), last: the imputation INFO (MaCH R^2, see
+#: ``pipeline.qc.dosage_info``).
+INFO_COLUMNS = ("info",)
+HEADERS = (HEADER, BINARY_HEADER, "\t".join(COLUMNS + INFO_COLUMNS) + "\n",
+           "\t".join(COLUMNS + BINARY_COLUMNS + INFO_COLUMNS) + "\n")
 
 
-def results_header(binary: bool) -> str:
-    """The header line of a results file (with the case/control columns for 0/1 traits)."""
-    return BINARY_HEADER if binary else HEADER
+def results_header(binary: bool, info: bool = False) -> str:
+    """The header line of a results file (with the case/control columns for 0/1 traits,
+    then the ``info`` column for dosage inputs)."""
+    return HEADERS[int(binary) + 2 * int(info)]
 META_SUFFIX = ".meta.json"
 
 
 def _fmt(x: NDArray[np.float64], digits: int = 6) -> list[str]:
-    return ["NA" if not np.isfinite(v) else f"{v:.{digits}g}" for v in x.tolist()]
+    """``%.{digits}g`` of every value, ``NA`` for NaN and infinities."""
+    x = np.asarray(x, dtype=np.float64)
+    out = list(map(f"%.{digits}g".__mod__, x.tolist()))
+    for i in np.flatnonzero(~np.isfinite(x)).tolist():
+        out[i] = "NA"
+    return out
 
 
 def format_pvalues(neg_log10_p: NDArray[np.float64]) -> list[str]:
     """P-values as text from their -log10, exact below the float64 range (e.g. 3.1e-412)."""
-    out = []
-    for v in neg_log10_p.tolist():
-        if not np.isfinite(v):
-            out.append("NA")
+    v = np.asarray(neg_log10_p, dtype=np.float64)
+    finite = np.isfinite(v)
+    small = finite & (v < 300)
+    # 10.0 ** (-v) in numpy is the C pow() that Python's float ** calls: the same bits
+    with np.errstate(over="ignore"):
+        p = np.where(small, np.power(10.0, -np.where(small, v, 0.0)), np.nan)
+    out = list(map("%.4g".__mod__, p.tolist()))
+    for i in np.flatnonzero(~small).tolist():
+        if not finite[i]:
+            out[i] = "NA"
             continue
-        if v < 300:
-            out.append(f"{10.0 ** (-v):.4g}")
-            continue
-        e = int(np.floor(-v))
-        mant = 10.0 ** (-v - e)
+        e = int(np.floor(-v[i]))
+        mant = 10.0 ** (-float(v[i]) - e)
         if mant >= 9.9995:  # rounding carried into the exponent
             mant, e = mant / 10, e + 1
-        out.append(f"{mant:.4g}e{e:+d}".replace("e+", "e"))
+        out[i] = f"{mant:.4g}e{e:+d}".replace("e+", "e")
     return out
 
 
+def _text(values: Sequence[Any] | NDArray) -> list[str]:
+    return list(map(str, np.asarray(values, dtype=object).tolist()))
+
+
+def _ints(values: Sequence[Any] | NDArray) -> list[str]:
+    return list(map(str, np.asarray(values).astype(np.int64).tolist()))
+
+
 def format_rows(cols: dict[str, Sequence[Any] | NDArray]) -> str:
-    """Format one block of results (dict of equal-length columns) as TSV lines."""
+    """Format one block of results (dict of equal-length columns) as TSV lines.
+
+    The columns are formatted whole (no per-value numpy call) and zipped into lines: about
+    1 us per row at 15 columns.
+    """
     n = len(cols["variant_id"])
-    text = {
-        "chromosome": [str(c) for c in cols["chromosome"]],
-        "base_pair_location": [str(int(p)) for p in cols["base_pair_location"]],
-        "effect_allele": [str(a) for a in cols["effect_allele"]],
-        "other_allele": [str(a) for a in cols["other_allele"]],
-        "beta": _fmt(np.asarray(cols["beta"], dtype=float)),
-        "standard_error": _fmt(np.asarray(cols["standard_error"], dtype=float)),
-        "effect_allele_frequency": _fmt(np.asarray(cols["effect_allele_frequency"], dtype=float)),
-        "p_value": format_pvalues(np.asarray(cols["neg_log10_p_value"], dtype=float)),
-        "variant_id": [str(v) for v in cols["variant_id"]],
-        "n": [str(int(v)) for v in cols["n"]],
-        "lrt_chisq": _fmt(np.asarray(cols["lrt_chisq"], dtype=float)),
-        "neg_log10_p_value": _fmt(np.asarray(cols["neg_log10_p_value"], dtype=float), 5),
-        "status": [str(s) for s in cols["status"]],
+    nlp = np.asarray(cols["neg_log10_p_value"], dtype=float)
+    nlp_s = cols.get("neg_log10_p_value_surrogate")
+    text = [
+        _text(cols["chromosome"]),
+        _ints(cols["base_pair_location"]),
+        _text(cols["effect_allele"]),
+        _text(cols["other_allele"]),
+        _fmt(cols["beta"]),
+        _fmt(cols["standard_error"]),
+        _fmt(cols["effect_allele_frequency"]),
+        p := format_pvalues(nlp),
+        _text(cols["variant_id"]),
+        _ints(cols["n"]),
+        _fmt(cols["lrt_chisq"]),
+        _fmt(nlp, 5),
+        _text(cols["status"]),
         # optional (older callers): the test behind p_value, the surrogate's own p-value
-        "test": ([str(t) for t in cols["test"]] if "test" in cols else ["NA"] * n),
-        "p_value_surrogate": format_pvalues(np.asarray(
-            cols.get("neg_log10_p_value_surrogate", cols["neg_log10_p_value"]), dtype=float)),
-    }
-    names = COLUMNS
+        (_text(cols["test"]) if "test" in cols else ["NA"] * n),
+        p if nlp_s is None or np.array_equal(nlp_s, nlp, equal_nan=True)
+        else format_pvalues(np.asarray(nlp_s, dtype=float)),
+    ]
     if "n_cases" in cols:
-        names = COLUMNS + BINARY_COLUMNS
-        text["n_cases"] = _fmt(np.asarray(cols["n_cases"], dtype=float))
-        text["n_controls"] = _fmt(np.asarray(cols["n_controls"], dtype=float))
-        for c in BINARY_COLUMNS[2:]:
-            text[c] = _fmt(np.asarray(cols[c], dtype=float))
-    lines = ["\t".join(text[c][i] for c in names) for i in range(n)]
-    return "".join(line + "\n" for line in lines)
+        text += [_fmt(cols[c]) for c in BINARY_COLUMNS]
+    if "info" in cols:
+        text.append(_fmt(cols["info"]))
+    if not n:
+        return ""
+    return "\n".join(map("\t".join, zip(*text, strict=True))) + "\n"
 
 
 def _open_text_out(fh: IO[bytes], gz: bool) -> IO[str]:

@@ -97,13 +97,16 @@ def standardise(G: NDArray[np.float64], maf_min: float = 0.0,
         raise ValueError(f"scale must be 'empirical' or 'binomial'; got {scale!r}")
     n = G.shape[0]
     miss = np.isnan(G)
+    any_miss = bool(miss.any())
     n_obs = n - miss.sum(axis=0)
-    total = np.where(miss, 0.0, G).sum(axis=0)
+    if any_miss:  # missing calls become 0 (no copy of G), then 0 again once centred
+        np.copyto(G, 0.0, where=miss)
+    total = G.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = total / n_obs  # NaN when all missing
-    if miss.any():
-        np.copyto(G, np.broadcast_to(np.nan_to_num(mean), G.shape), where=miss)
     G -= np.nan_to_num(mean)
+    if any_miss:  # (the mean imputed, then subtracted: exactly 0)
+        np.copyto(G, 0.0, where=miss)
     eaf = np.nan_to_num(mean) / 2.0
     if scale == "empirical":
         sd = np.sqrt((G * G).mean(axis=0)) if n else np.zeros(G.shape[1])

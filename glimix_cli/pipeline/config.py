@@ -41,6 +41,14 @@ class InputConfig:
     #: the per-chromosome null models: ``fixed`` keeps the whole-genome variance components
     #: (SAIGE's way), ``full`` re-estimates them
     loco_fit: str = "fixed"
+    #: format of ``bfile``: "bed" (a PLINK 1 prefix), "bgen" (a .bgen), "pgen" (a PLINK 2
+    #: prefix); see io/genotypes.py
+    geno_format: str = "bed"
+    #: --sample: the Oxford .sample of a BGEN
+    sample: Path | None = None
+    #: --kinship-bfile: the kinship's genotypes, when not the scanned ones (same people,
+    #: matched by FID IID)
+    kinship_bfile: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -56,6 +64,8 @@ class ScanConfig:
     maf: float = 0.0
     mac: float = 5.0
     max_missing: float = 1.0
+    #: --min-info: dosage inputs' INFO (MaCH R^2) floor; status low_info below it
+    min_info: float = 0.0
     chunk: tuple[int, int] = (1, 1)
     block_size: int | None = None
     null: Path | None = None

@@ -13,6 +13,7 @@ from numpy.typing import NDArray
 
 from glimix_cli.errors import InputError
 from glimix_cli.io.columns import columns_by_number, expand_columns, table_columns
+from glimix_cli.io.genotypes import open_genotypes
 from glimix_cli.io.plink import Bfile, open_bfile
 from glimix_cli.io.samples import SampleMatch, match_samples, select_samples
 from glimix_cli.io.tables import (
@@ -78,7 +79,7 @@ class Inputs:
     ones are unrelated), else None.
     """
 
-    bfile: Bfile
+    bfile: Any  # Bfile, or a Bgen / Pgen (io/genotypes.py)
     match: SampleMatch
     y: F
     trials: F | None
@@ -87,6 +88,21 @@ class Inputs:
     fingerprint: dict[str, Any]
     kinship_matrix: F | None = None
     kinship_table: SparseTable | None = None
+    #: ``--kinship-bfile``: the .bed the kinship is built from (else the scanned genotypes)
+    kinship_bfile: Bfile | None = None
+
+    @property
+    def kin_source(self) -> Any:
+        """The genotypes a GRM is built from: the ``--kinship-bfile``, else the scanned."""
+        return self.bfile if self.kinship_bfile is None else self.kinship_bfile
+
+    @property
+    def kin_index(self) -> NDArray[np.intp]:
+        """The analysed samples' rows in :attr:`kin_source`."""
+        if self.kinship_bfile is None:
+            return self.match.geno_index
+        assert self.match.kinship_index is not None
+        return self.match.kinship_index
 
 
 def file_fingerprint(path: Path | None, hash_limit: int = 64 << 20) -> dict[str, Any] | None:
@@ -116,9 +132,14 @@ def _check_options(cfg: InputConfig) -> None:
 def load_inputs(cfg: InputConfig, rep: Reporter) -> Inputs:
     """Read and match every input of ``cfg``; nothing heavy (no genotype is read)."""
     _check_options(cfg)
-    bfile = open_bfile(cfg.bfile)
+    bfile = open_genotypes(cfg.geno_format, cfg.bfile, cfg.sample)
     rep.info(f"genotypes: {bfile.n_samples:,} samples x {bfile.n_variants:,} variants "
              f"({bfile.bed})")
+    kin_bfile = None
+    if cfg.kinship_bfile is not None:
+        kin_bfile = open_bfile(cfg.kinship_bfile)
+        rep.info(f"kinship genotypes: {kin_bfile.n_samples:,} samples x "
+                 f"{kin_bfile.n_variants:,} variants ({kin_bfile.bed})")
     trait = load_trait(cfg.pheno, cfg.pheno_name, cfg.likelihood, cfg.trials_name,
                        cfg.missing_codes)
     if trait.coding:
@@ -137,6 +158,8 @@ def load_inputs(cfg: InputConfig, rep: Reporter) -> Inputs:
         kin_table = read_sparse_kinship(cfg.kinship)
     elif cfg.kinship is not None:
         kin_matrix, kin_ids = read_kinship_matrix(cfg.kinship, bfile.samples)
+    elif kin_bfile is not None:
+        kin_ids = (kin_bfile.samples["fid"].to_numpy(), kin_bfile.samples["iid"].to_numpy())
     selected = select_samples(bfile.samples, cfg.keep, cfg.remove)
     for step, mask in selected:
         rep.info(f"samples: {int(mask.sum()):,} of {bfile.n_samples:,} genotyped {step[6:]}"
@@ -163,7 +186,12 @@ def load_inputs(cfg: InputConfig, rep: Reporter) -> Inputs:
         "keep": file_fingerprint(cfg.keep),
         "remove": file_fingerprint(cfg.remove),
     }
-    return Inputs(bfile, match, y, trials, design, trait.coding, fp, kin_matrix, kin_table)
+    if cfg.geno_format != "bed":  # (absent for .bed: fingerprints of older runs still match)
+        fp["format"] = cfg.geno_format
+    if kin_bfile is not None:
+        fp["kinship_bfile"] = bfile_fingerprint(kin_bfile, {})
+    return Inputs(bfile, match, y, trials, design, trait.coding, fp, kin_matrix, kin_table,
+                  kin_bfile)
 
 
 def _design(cfg: InputConfig, cov: Any, match: SampleMatch) -> Design:

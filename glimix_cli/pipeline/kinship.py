@@ -175,6 +175,8 @@ def build_kinship(cfg: InputConfig, inputs: Inputs, rep: Reporter) -> Kinship:
         rep.info(f"kinship: precomputed matrix {cfg.kinship}")
         return Kinship(np.ascontiguousarray(inputs.kinship_matrix[np.ix_(k, k)]), None,
                        str(cfg.kinship))
+    # the GRM's genotypes: --kinship-bfile, else the scanned ones
+    bfile, idx = inputs.kin_source, inputs.kin_index
     if cfg.kinship_cache is not None and Path(cfg.kinship_cache).exists():
         if cache_kind(cfg.kinship_cache) == "sparse":
             return _cached_sparse(cfg, inputs, rep)
@@ -187,7 +189,7 @@ def build_kinship(cfg: InputConfig, inputs: Inputs, rep: Reporter) -> Kinship:
         QS = load_kinship_cache(cfg.kinship_cache, fp, s["fid"].to_numpy(),
                                 s["iid"].to_numpy())
         rep.info(f"kinship: cache {cfg.kinship_cache} (rank {QS[1].size})")
-        if idx.size == bfile.n_samples:
+        if np.array_equal(idx, np.arange(bfile.n_samples)):  # (not a --kinship-bfile order)
             return Kinship(_dense(QS), QS, str(cfg.kinship_cache))
         return Kinship(_dense(QS, idx), None, str(cfg.kinship_cache))
     variants = _kinship_variants(cfg.kinship_extract, bfile)
@@ -235,7 +237,7 @@ def _build_sparse(bfile: Bfile, idx: NDArray[np.intp] | None, variants: NDArray[
 
 def _cached_sparse(cfg: InputConfig, inputs: Inputs, rep: Reporter) -> Kinship:
     """A sparse cache of ``glimix kinship --sparse-cutoff``, for the analysed samples."""
-    bfile, idx = inputs.bfile, inputs.match.geno_index
+    bfile, idx = inputs.kin_source, inputs.kin_index
     opts = kinship_options(cfg)
     for key in ("sparse_cutoff", "screen_markers", "sparse_pcs"):
         opts.pop(key, None)
@@ -252,7 +254,7 @@ def _cached_sparse(cfg: InputConfig, inputs: Inputs, rep: Reporter) -> Kinship:
                          f"beyond {info.get('pcs')} PCs, this run asks for --sparse-cutoff "
                          f"{cfg.sparse_cutoff:g} --sparse-pcs {cfg.sparse_pcs} - rebuild it or "
                          "drop --sparse-cutoff")
-    if idx.size < bfile.n_samples:
+    if not np.array_equal(idx, np.arange(bfile.n_samples)):
         K = K[idx][:, idx].tocsr()
     return _sparse_kinship(K, f"cache {cfg.kinship_cache}", rep, info.get("n_variants_used"),
                            f" (cutoff {info.get('cutoff')}, beyond {info.get('pcs')} PCs)")

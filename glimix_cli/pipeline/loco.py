@@ -95,7 +95,7 @@ def build_loco_kinship(cfg: InputConfig, inputs: Inputs, rep: Reporter) -> Kinsh
         return kin
     if use_cache:
         return _cached(cfg, inputs, rep)
-    bfile, idx = inputs.bfile, inputs.match.geno_index
+    bfile, idx = inputs.kin_source, inputs.kin_index
     check_dense_memory(inputs.match.n)
     variants = _kinship_variants(cfg.kinship_extract, bfile)
     m = bfile.n_variants if variants is None else variants.size
@@ -126,7 +126,7 @@ def _cached(cfg: InputConfig, inputs: Inputs, rep: Reporter) -> Kinship:
     """The whole-genome and LOCO kinships from a cache of ``glimix kinship --loco``."""
     cache = cfg.kinship_cache
     assert cache is not None
-    bfile, idx = inputs.bfile, inputs.match.geno_index
+    bfile, idx = inputs.kin_source, inputs.kin_index
     counts = loco_chromosomes(cache)
     if counts is None:
         raise InputError(f"{cache}: holds no per-chromosome kinships, --loco needs them - "
@@ -137,7 +137,8 @@ def _cached(cfg: InputConfig, inputs: Inputs, rep: Reporter) -> Kinship:
     QS = load_kinship_cache(cache, bfile_fingerprint(bfile, kinship_options(cfg)), fid, iid)
     rep.info(f"kinship: cache {cache} (rank {QS[1].size}; {len(counts)} kinships leaving "
              "one chromosome out)")
-    full = idx.size == bfile.n_samples
+    # (the cache's own rows in its order: with --kinship-bfile idx may permute them)
+    full = bool(np.array_equal(idx, np.arange(bfile.n_samples)))
     whole = Kinship(_dense(QS) if full else _dense(QS, idx), QS if full else None, str(cache))
 
     def make(chrom: str) -> Kinship:

@@ -74,7 +74,11 @@ def null_from_json(path: Path, inputs: Inputs, kin: Kinship, cfg: InputConfig) -
         if data["inputs"].get(key) != inputs.fingerprint.get(key):
             raise InputError(f"{path}: fitted with a different {key.replace('_', '-')} than "
                              f"this run - {rebuild}")
-    if data["inputs"]["bfile"] != inputs.fingerprint["bfile"]:
+    # the null model depends on the kinship's genotypes (--kinship-bfile, else the scanned;
+    # none with a --kinship file, checked above)
+    here = inputs.fingerprint.get("kinship_bfile", inputs.fingerprint["bfile"])
+    if (inputs.fingerprint["kinship"] is None
+            and data["inputs"].get("kinship_bfile", data["inputs"]["bfile"]) != here):
         raise InputError(f"{path}: fitted on other genotype files - {rebuild}")
     if data["kinship"]["options"] != kinship_options(cfg):
         raise InputError(f"{path}: fitted with other kinship options - {rebuild}")

@@ -14,11 +14,14 @@ from numpy.typing import NDArray
 
 from glimix_cli.errors import InputError
 
-__all__ = ["STATUSES", "BlockQC", "VariantSelection", "block_qc", "parse_chromosomes",
-           "select_variants"]
+__all__ = ["STATUSES", "BlockQC", "VariantSelection", "block_qc", "dosage_info",
+           "parse_chromosomes", "select_variants"]
 
 #: QC status values, in priority order (the first that applies is reported).
-STATUSES = ("all_missing", "monomorphic", "low_mac", "failed_qc", "ok")
+#: ``multiallelic`` (BGEN/.pgen records with more than two alleles, never decoded) and
+#: ``low_info`` (``--min-info``) only occur with dosage inputs.
+STATUSES = ("multiallelic", "all_missing", "monomorphic", "low_mac", "low_info", "failed_qc",
+            "ok")
 
 
 @dataclass(frozen=True, eq=False)
@@ -52,9 +55,10 @@ _CHROM_CODES = {"23": "X", "24": "Y", "25": "XY", "26": "MT", "M": "MT"}
 def _norm_chrom(values: pd.Series | Sequence[str]) -> NDArray:
     """Chromosome names compared as plink2 does: any ``chr`` prefix dropped, case ignored,
     and the numeric codes 23-26 the same as X, Y, XY, MT (``chrM`` is MT)."""
-    s = pd.Series(values, dtype=str).str.strip()
+    codes, uniq = pd.factorize(pd.Series(values, dtype=str), sort=False)
+    s = pd.Series(uniq, dtype=str).str.strip()  # each distinct name once (not per variant)
     s = s.str.replace(r"^chr", "", case=False, regex=True).str.upper()
-    return s.replace(_CHROM_CODES).to_numpy(dtype=object)
+    return s.replace(_CHROM_CODES).to_numpy(dtype=object)[codes]
 
 
 def parse_chromosomes(text: str) -> tuple[list[str], list[str]]:
@@ -275,19 +279,25 @@ def block_qc(
         raise ValueError(f"block must be 2-D (samples x variants); got shape {block.shape}")
     n = block.shape[0]
     miss = np.isnan(block)
-    n_missing = miss.sum(axis=0).astype(np.int64)
+    n_missing = np.count_nonzero(miss, axis=0).astype(np.int64)
     n_obs = (n - n_missing).astype(np.int64)
-    complete = not n_missing.any()
-    total = block.sum(axis=0) if complete else np.where(miss, 0.0, block).sum(axis=0)
+    # the sums of the complete columns straight from the block; the few columns with a
+    # missing call again with those calls as 0 (F order: the same summation, same bits)
+    gaps = np.flatnonzero(n_missing)
+    total = block.sum(axis=0)
+    zeroed = None
+    if gaps.size:
+        zeroed = np.asfortranarray(np.where(miss[:, gaps], 0.0, block[:, gaps]))
+        total[gaps] = zeroed.sum(axis=0)
     has = n_obs > 0
     mean = np.divide(total, n_obs, out=np.full(total.shape, np.nan), where=has)
     eaf = mean / 2.0
     maf = np.minimum(eaf, 1.0 - eaf)
     mac = np.minimum(total, 2.0 * n_obs - total)
     mac = np.where(has, mac, np.nan)
-    same = _all_equal(block, miss, complete, total, n_obs)
+    same = _all_equal(block, gaps, zeroed, total, n_obs)
     miss_rate = np.divide(n_missing, n, out=np.zeros(n_missing.shape), where=n > 0)
-    status = np.full(block.shape[1], "ok", dtype="<U11")
+    status = np.full(block.shape[1], "ok", dtype="<U12")
     failed = has & ((maf < maf_min) | (miss_rate > max_missing))
     status[failed] = "failed_qc"
     status[has & (mac < mac_min)] = "low_mac"
@@ -303,23 +313,77 @@ def block_qc(
     )
 
 
-def _all_equal(block: NDArray[np.float64], miss: NDArray[np.bool_], complete: bool,
-               total: NDArray[np.float64], n_obs: NDArray[np.int64]) -> NDArray[np.bool_]:
-    """Per column: every non-missing value the same. Without missing calls the sum of
-    squares screens the columns (``n ss - total^2`` is 0 for a constant column, exactly for
-    integer dosages), and only those near 0 are checked by their min and max."""
+def dosage_info(block: NDArray[np.float64], qc: BlockQC, multiallelic: NDArray[np.bool_],
+                min_info: float = 0.0) -> NDArray[np.float64]:
+    """INFO of each column of a QC'd dosage block (the MaCH R^2 estimator), and the
+    ``multiallelic`` / ``low_info`` statuses set in ``qc.status`` (in place).
+
+    Parameters
+    ----------
+    block : ndarray of float64, shape (n, b)
+        Dosages after :func:`block_qc` (missing values replaced by the column mean).
+    qc : BlockQC
+        Its QC; ``qc.status`` is updated.
+    multiallelic : ndarray of bool, shape (b,)
+        Records with more than two alleles (decoded as all missing): status
+        ``multiallelic``, INFO NaN.
+    min_info : float
+        Variants that passed the other checks (``ok``, ``failed_qc``) with INFO below this
+        get ``low_info``.
+
+    Returns
+    -------
+    info : ndarray of float64, shape (b,)
+        NaN where undefined (no observed dosage, or a monomorphic variant).
+
+    Notes
+    -----
+    With ``d_i`` the dosages of the ``n_obs`` samples observed and
+    ``p = mean(d) / 2``,
+
+        INFO = [sum_i (d_i - 2p)^2 / n_obs] / [2 p (1 - p)],
+
+    the ratio of the observed dosage variance to its binomial (HWE) value: minimac's R^2,
+    which REGENIE reports for .pgen input. For calibrated probabilities it equals the IMPUTE
+    info score that SAIGE and REGENIE compute from BGEN probabilities
+    (``1 - sum_i Var(g_i) / (2 n p (1 - p))``, by the law of total variance). Mean imputation
+    adds no deviation, so the sum runs over the whole imputed block. Hard calls in HWE give
+    about 1, and nothing caps the value at 1.
+    """
+    mean = 2.0 * qc.eaf
+    dev = block - mean
+    ss = np.einsum("ij,ij->j", dev, dev)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        info = (ss / qc.n_obs) / (2.0 * qc.eaf * (1.0 - qc.eaf))
+    info[~np.isfinite(info) | (qc.n_obs == 0)] = np.nan
+    st = qc.status
+    st[(np.isin(st, ("ok", "failed_qc"))) & (info < min_info)] = "low_info"
+    multi = np.asarray(multiallelic, dtype=bool)
+    st[multi] = "multiallelic"
+    info[multi] = np.nan
+    return info
+
+
+def _all_equal(block: NDArray[np.float64], gaps: NDArray[np.intp],
+               zeroed: NDArray[np.float64] | None, total: NDArray[np.float64],
+               n_obs: NDArray[np.int64]) -> NDArray[np.bool_]:
+    """Per column: every non-missing value the same. The sum of squares screens the
+    columns (``n_obs ss - total^2`` is 0 for a constant column, exactly for integer
+    dosages; the columns ``gaps`` with missing calls use ``zeroed``, their copy with those
+    calls as 0), and only those near 0 are checked by their min and max (NaN ignored)."""
     if block.shape[0] == 0:
         return np.zeros(block.shape[1], dtype=bool)
-    if complete:
-        ss = np.einsum("ij,ij->j", block, block)
-        spread = n_obs * ss - total * total
-        cand = np.flatnonzero(spread <= 1e-9 * np.maximum(total * total, 1.0))
-        same = np.zeros(block.shape[1], dtype=bool)
-        if cand.size:
-            sub = block[:, cand]
-            same[cand] = sub.min(axis=0) == sub.max(axis=0)
-        return same
-    return np.fmin.reduce(block, axis=0) == np.fmax.reduce(block, axis=0)
+    ss = np.einsum("ij,ij->j", block, block)
+    if gaps.size:
+        assert zeroed is not None
+        ss[gaps] = np.einsum("ij,ij->j", zeroed, zeroed)
+    spread = n_obs * ss - total * total
+    cand = np.flatnonzero(spread <= 1e-9 * np.maximum(total * total, 1.0))
+    same = np.zeros(block.shape[1], dtype=bool)
+    if cand.size:
+        sub = block[:, cand]
+        same[cand] = np.fmin.reduce(sub, axis=0) == np.fmax.reduce(sub, axis=0)
+    return same
 
 
 def chromosome_notes(variants: pd.DataFrame, indices: NDArray[np.intp],

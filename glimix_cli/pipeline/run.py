@@ -23,6 +23,7 @@ from numpy.typing import NDArray
 
 from glimix_cli.errors import InputError
 from glimix_cli.io.atomic import check_output
+from glimix_cli.io.genotypes import GenotypeSpec, has_dosages
 from glimix_cli.io.plink import Bfile, block_size_for_budget
 from glimix_cli.io.results import merge_results, results_header, write_meta
 from glimix_cli.pipeline.chunks import chunk_range, split_blocks
@@ -154,6 +155,8 @@ class _Plan:
     keys: list[str]
     #: 0/1 trait: the rows have case/control counts
     case_columns: bool = False
+    #: dosage input (BGEN, .pgen): the rows have an info column
+    info_column: bool = False
 
     @property
     def n_rows(self) -> int:
@@ -182,7 +185,7 @@ def _plan(cfg: InputConfig, scfg: ScanConfig, inputs: Inputs, rep: Reporter) -> 
         "kinship": kinship_options(cfg),
         "selection": [int(sel.indices[0]), int(sel.indices[-1]), int(sel.indices.size),
                       file_fingerprint(scfg.exclude)],
-        "qc": [scfg.maf, scfg.mac, scfg.max_missing],
+        "qc": [scfg.maf, scfg.mac, scfg.max_missing] + ([scfg.min_info] if scfg.min_info else []),
         "null": scfg.null is not None,
         "test": test,
     }
@@ -191,10 +194,11 @@ def _plan(cfg: InputConfig, scfg: ScanConfig, inputs: Inputs, rep: Reporter) -> 
     run_hash = hashlib.sha256(json.dumps(run_fp, sort_keys=True, default=str).encode()).hexdigest()
     mine = sel.indices[start:stop]
     case_columns = cfg.likelihood in BINARY_LINKS
+    info = has_dosages(bfile)
     if not cfg.loco:
         blocks = split_blocks(mine, bs)
         return _Plan(int(sel.indices.size), start, stop, bs, blocks, test, run_hash,
-                     [""] * len(blocks), case_columns)
+                     [""] * len(blocks), case_columns, info)
     # --loco: blocks within one chromosome (each is tested against that chromosome's model)
     chrom = bfile.variants["chrom"].to_numpy().astype(str)[mine]
     cut = np.flatnonzero(chrom[1:] != chrom[:-1]) + 1
@@ -204,7 +208,7 @@ def _plan(cfg: InputConfig, scfg: ScanConfig, inputs: Inputs, rep: Reporter) -> 
             blocks.append(blk)
             keys.append(str(chrom[run[0]]))
     return _Plan(int(sel.indices.size), start, stop, bs, blocks, test, run_hash, keys,
-                 case_columns)
+                 case_columns, info)
 
 
 def _identity(plan: _Plan, scfg: ScanConfig, null_digest: str) -> RunIdentity:
@@ -217,8 +221,13 @@ def _run_scan(cfg: InputConfig, scfg: ScanConfig, out: Path, rep: Reporter,
     t0 = time.perf_counter()
     check_output(out)
     precheck_loco(cfg)
+    if scfg.min_info > 0 and cfg.geno_format == "bed":
+        raise InputError(f"--min-info {scfg.min_info:g}: {cfg.bfile} holds hard calls (no "
+                         "imputation quality) - --min-info filters --bgen/--pgen dosages; drop it")
     inputs = load_inputs(cfg, rep)
     bfile = inputs.bfile
+    geno = GenotypeSpec(cfg.geno_format, str(cfg.bfile),
+                        None if cfg.sample is None else str(cfg.sample))
     if client is not None:
         from glimix_cli.pipeline.distributed import check_workers
 
@@ -245,8 +254,8 @@ def _run_scan(cfg: InputConfig, scfg: ScanConfig, out: Path, rep: Reporter,
 
     def context(key: str) -> ScanContext:
         model = nulls.null(key) if key else null
-        return scan_context(str(bfile.bed), inputs.match.geno_index, inputs.y, model,
-                            plan.test, scfg.maf, scfg.mac, scfg.max_missing, bfile)
+        return scan_context(geno, inputs.match.geno_index, inputs.y, model, plan.test,
+                            scfg.maf, scfg.mac, scfg.max_missing, bfile, scfg.min_info)
 
     contexts = (BlockContexts(plan.keys, context, nulls.drop) if nulls.active
                 else BlockContexts.single(context(""), len(plan.blocks)))
@@ -292,7 +301,8 @@ def _write_blocks(contexts: BlockContexts, plan: _Plan, ident: RunIdentity, out:
     blocks = plan.blocks
     tally = ScanTally(bfile.variants)
     rep.start("scan", plan.n_rows)
-    writer = open_partial(out, ident, resume, results_header(plan.case_columns))
+    writer = open_partial(out, ident, resume, results_header(plan.case_columns,
+                                                             plan.info_column))
     try:
         if writer.blocks_done:
             _add_resumed(tally, blocks, writer)

@@ -16,7 +16,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from glimix_cli.errors import InputError
-from glimix_cli.io.plink import Bfile, iter_blocks, open_bfile
+from glimix_cli.io.genotypes import GenotypeSpec, has_dosages
+from glimix_cli.io.plink import iter_blocks
 from glimix_cli.io.results import format_rows
 from glimix_cli.model.glm import fit_null as glm_fit_null
 from glimix_cli.model.glm import fit_variants as glm_fit_variants
@@ -24,7 +25,7 @@ from glimix_cli.model.scanner import FastScanner
 from glimix_cli.model.spa import SPANull, glm_score, spa_pvalues
 from glimix_cli.model.stats import chi2_1_logsf
 from glimix_cli.pipeline.null import NullModel
-from glimix_cli.pipeline.qc import block_qc
+from glimix_cli.pipeline.qc import block_qc, dosage_info
 from glimix_cli.registry import (
     BINARY_LIKELIHOODS,
     BINARY_LINKS,
@@ -61,33 +62,38 @@ def resolve_test(test: str, likelihood: str) -> str:
 class ScanContext:
     """Everything one variant block needs, small enough to ship once to a worker.
 
-    ``bfile_path`` is re-opened by whoever computes a block (workers read their genotypes
-    straight from the shared PLINK files); ``scanner`` holds the whitening factor (GLMM
-    route); ``test`` is ``surrogate`` or ``spa`` (then ``spa`` holds the null quantities).
-    ``route`` is ``glmm`` or ``glm`` (a 0/1 trait without identified kinship variance: the
-    GLM score test from ``spa``, and maximum-likelihood refits from ``glm_null``).
+    ``geno`` is re-opened by whoever computes a block (workers read their genotypes
+    straight from the shared files: .bed, .bgen or .pgen); ``scanner`` holds the whitening
+    factor (GLMM route); ``test`` is ``surrogate`` or ``spa`` (then ``spa`` holds the null
+    quantities). ``route`` is ``glmm`` or ``glm`` (a 0/1 trait without identified kinship
+    variance: the GLM score test from ``spa``, and maximum-likelihood refits from
+    ``glm_null``).
     ``case_status`` (0/1 traits) gives the per-variant case/control counts and allele
     frequencies.
     """
 
-    bfile_path: str
+    geno: GenotypeSpec | str  # a str is a PLINK 1 prefix or .bed path
     sample_index: NDArray[np.intp]
     scanner: FastScanner | None
     maf: float
     mac: float
     max_missing: float
-    _bfile: Bfile | None = None
+    _bfile: Any = None
     test: str = "surrogate"
     spa: SPANull | None = None
     route: str = "glmm"
     #: GLM route: (link, covariates-only beta, its log-likelihood)
     glm_null: tuple[str, F, float] | None = None
     case_status: F | None = None
+    #: dosage inputs: variants whose INFO (MaCH R^2) is below this get status low_info
+    min_info: float = 0.0
     #: the samples (``sample_index``, ``spa``, ``case_status``) are in the scanner's
     #: ``row_order`` (a sparse kinship's families), so blocks are read in it
     ordered: bool = False
 
     def __post_init__(self) -> None:
+        if isinstance(self.geno, str):
+            self.geno = GenotypeSpec("bed", self.geno)
         if self.test not in RESOLVED_TESTS:
             raise ValueError(f"ScanContext.test must be one of {RESOLVED_TESTS}; got "
                              f"{self.test!r}")
@@ -98,9 +104,11 @@ class ScanContext:
         if self.route == "glmm" and self.scanner is None:
             raise ValueError("ScanContext: route='glmm' needs the surrogate scanner")
 
-    def bfile(self) -> Bfile:
+    def bfile(self) -> Any:
+        """The opened genotypes (a Bfile, Bgen or Pgen), opened here on first use."""
         if self._bfile is None:
-            self._bfile = open_bfile(self.bfile_path)
+            assert isinstance(self.geno, GenotypeSpec)
+            self._bfile = self.geno.open()
         return self._bfile
 
     def __getstate__(self) -> dict[str, Any]:
@@ -172,11 +180,14 @@ def scan_block(ctx: ScanContext, idx: NDArray[np.intp]) -> BlockResult:
     counts = None if ctx.case_status is None else case_control_counts(block, ctx.case_status)
     qc = block_qc(block, ctx.maf, ctx.mac, ctx.max_missing)
     b = idx.size
+    v = bfile.variants
+    info = None
+    if has_dosages(bfile):
+        info = dosage_info(block, qc, v["multiallelic"].to_numpy()[idx], ctx.min_info)
     stats = _test_columns(ctx, block, qc)
     lrt, log_p = stats["lrt_chisq"], stats.pop("log_p")
     nlp_surrogate = -chi2_1_logsf(lrt) / np.log(10)
     nlp = np.where(np.isfinite(log_p), -log_p / np.log(10), nlp_surrogate)
-    v = bfile.variants
     rows = {
         "chromosome": v["chrom"].to_numpy()[idx],
         "base_pair_location": v["pos"].to_numpy()[idx],
@@ -195,6 +206,8 @@ def scan_block(ctx: ScanContext, idx: NDArray[np.intp]) -> BlockResult:
     }
     if counts is not None:
         rows.update(counts)
+    if info is not None:
+        rows["info"] = info
     return BlockResult(format_rows(rows), b, stats["status"], lrt, qc.maf, nlp, stats["beta"],
                        stats["se"], qc.n_imputed)
 
@@ -295,9 +308,9 @@ def _glm_refit(ctx: ScanContext, M: F, ok: NDArray[np.intp], log_p: F, lrt: F, b
     se[ok[sel[done]]] = fit.se[done]
 
 
-def scan_context(bed: str, geno_index: NDArray[np.intp], y: F, null: NullModel,
+def scan_context(geno: GenotypeSpec | str, geno_index: NDArray[np.intp], y: F, null: NullModel,
                  test: str, maf: float = 0.0, mac: float = 5.0, max_missing: float = 1.0,
-                 bfile: Bfile | None = None) -> ScanContext:
+                 bfile: Any = None, min_info: float = 0.0) -> ScanContext:
     """The per-block context of a scan of trait ``y`` with this null model."""
     glm = None
     if null.route == "glm":
@@ -311,5 +324,5 @@ def scan_context(bed: str, geno_index: NDArray[np.intp], y: F, null: NullModel,
         geno_index = np.asarray(geno_index)[order]
         spa = None if spa is None else spa.permuted(order)
         case = None if case is None else case[order]
-    return ScanContext(bed, geno_index, null.scanner, maf, mac, max_missing, bfile, test,
-                       spa, null.route, glm, case, ordered=order is not None)
+    return ScanContext(geno, geno_index, null.scanner, maf, mac, max_missing, bfile, test,
+                       spa, null.route, glm, case, min_info, ordered=order is not None)
