@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -21,10 +21,11 @@ from glimix_cli.cli.common import (
     QuietOpt,
     ScanTest,
     ThreadsOpt,
-    input_config,
+    input_configs,
     input_options,
     limit_threads,
     run,
+    trait_outputs,
     usage,
     write_run_log,
 )
@@ -72,19 +73,27 @@ def fit(
 ) -> None:
     """Fit the null GLMM (no variant): EP for non-Normal traits, the LMM for Normal ones."""
     limit_threads(threads)
-    cfg = input_config(inputs)
-    from glimix_cli.cli.console import console_err, print_fit_summary
-    from glimix_cli.pipeline.run import run_fit
+    cfgs = input_configs(inputs)
+    traits = [c.pheno_name for c in cfgs]
+    from glimix_cli.cli.console import console_err, print_fit_summary, print_trait_heading
+    from glimix_cli.pipeline.run import run_fit_traits
 
+    prefixes = [None] * len(cfgs) if out is None else trait_outputs(out, traits, "fit")
     t0 = time.perf_counter()
     messages: list[str] = []
-    outcome = run(lambda rep: run_fit(cfg, out, rep), quiet, messages)
+    outcomes = run(lambda rep: run_fit_traits(cfgs, prefixes, rep), quiet, messages)
     seconds = time.perf_counter() - t0
+
+    def render(c: Any = None) -> None:
+        for t, outcome in zip(traits, outcomes, strict=True):
+            if len(traits) > 1:
+                print_trait_heading(t, c)
+            print_fit_summary(outcome, seconds, c)
+
     if not quiet:
-        print_fit_summary(outcome, seconds)
+        render()
     if out is not None:
-        log = write_run_log(out, "fit", messages,
-                            lambda c: print_fit_summary(outcome, seconds, c))
+        log = write_run_log(out, "fit", messages, render)
         if not quiet:
             console_err().print(f"[green]wrote[/] {log}")
 
@@ -131,9 +140,9 @@ def scan(
     chunk: Annotated[str, typer.Option("--chunk", help="Run part I of N (HPC arrays).")] = "1/1",
     block_size: Annotated[int | None, typer.Option("--block-size", min=1,
                                                    help="Variants per block.")] = None,
-    null: Annotated[Path | None, typer.Option("--null", exists=True, dir_okay=False,
-                                              help="Reuse PREFIX.null.json from glimix fit.")
-                    ] = None,
+    null: Annotated[Path | None, typer.Option(
+        "--null", help="Reuse PREFIX.null.json from glimix fit; with several traits the "
+        "PREFIX of fit --out (each trait's PREFIX.TRAIT.null.json).")] = None,
     resume: Annotated[bool, typer.Option(
         "--resume", help="Continue OUT.partial left by an interrupted run of this same scan "
         "(checked against its ledger OUT.partial.json).")] = False,
@@ -156,9 +165,13 @@ def scan(
 ) -> None:
     """Fit the null model (or reuse --null), then test every selected variant."""
     limit_threads(threads)
-    cfg = input_config(inputs)
-    from glimix_cli.cli.console import console_err, print_scan_summary
-    from glimix_cli.pipeline.run import ScanConfig, run_scan
+    cfgs = input_configs(inputs)
+    cfg = cfgs[0]
+    traits = [c.pheno_name for c in cfgs]
+    outs = trait_outputs(out, traits, "scan")
+    nulls = _null_files(null, traits)
+    from glimix_cli.cli.console import console_err, print_scan_summary, print_trait_heading
+    from glimix_cli.pipeline.run import ScanConfig, run_scan_traits
 
     if (from_bp is not None or to_bp is not None) and chrom is None:
         usage("--from-bp/--to-bp need --chr (as in plink2)")
@@ -177,12 +190,35 @@ def scan(
               f"{', '.join(SPA_LIKELIHOODS[:-1])} or {SPA_LIKELIHOODS[-1]}); got "
               f"-l {cfg.likelihood}")
     messages: list[str] = []
-    summary = run(lambda rep: run_scan(cfg, scfg, out, rep), quiet, messages)
+    summaries = run(lambda rep: run_scan_traits(cfgs, scfg, outs, rep, nulls), quiet,
+                    messages)
+
+    def render(c: Any = None) -> None:
+        for t, summary in zip(traits, summaries, strict=True):
+            if len(traits) > 1:
+                print_trait_heading(t, c)
+            print_scan_summary(summary, c)
+
     if not quiet:
-        print_scan_summary(summary)
-    log = write_run_log(out, "scan", messages, lambda c: print_scan_summary(summary, c))
+        render()
+    log = write_run_log(out, "scan", messages, render)
     if not quiet:
         console_err().print(f"[green]wrote[/] {log}")
+
+
+def _null_files(null: Path | None, traits: list[str]) -> list[Path | None]:
+    """Each trait's --null file: the file itself for one trait, PREFIX.TRAIT.null.json for
+    several (as `glimix fit --out PREFIX` writes them); refused before any work if absent."""
+    if null is None:
+        return [None] * len(traits)
+    files = ([null] if len(traits) == 1
+             else [Path(str(p) + ".null.json") for p in trait_outputs(null, traits, "fit")])
+    for f in files:
+        if not f.is_file():
+            usage(f"--null {null}: {f} not found" + (
+                " - with several traits give the PREFIX of `glimix fit --out PREFIX`"
+                if len(traits) > 1 else ""))
+    return files
 
 
 # -- merge -------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import functools
 import inspect
+import re
 from collections.abc import Callable
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
@@ -65,9 +66,17 @@ PhenoOpt = Annotated[
                  help="Phenotype table with a header, keyed by FID IID (or IID)."),
 ]
 PhenoNameOpt = Annotated[
-    str | None,
-    typer.Option("--pheno-name", help="Trait column (default: the table's only data column); "
-                 "a plink2 range naming one column also works."),
+    list[str] | None,
+    typer.Option("--pheno-name", metavar="NAMES",
+                 help="Trait column (default: the table's only data column). "
+                 "Several traits in one pass: comma lists and plink2 ranges (a,b,c or t0-t9), "
+                 "or the option repeated; --out is then a prefix: PREFIX.TRAIT.tsv.gz per "
+                 "trait (fit: PREFIX.TRAIT.null.json)."),
+]
+AllPhenoOpt = Annotated[
+    bool,
+    typer.Option("--all-pheno", help="Every data column of --pheno is a trait (as plink2; "
+                 "not the --trials-name column, nor the covariates of a shared table)."),
 ]
 LikOpt = Annotated[
     Likelihood, typer.Option("--likelihood", "-l", help="Observation model of the trait.")
@@ -193,6 +202,7 @@ class InputOptions:
     pgen: PgenOpt = None
     kinship_bfile: KinshipBfileOpt = None
     pheno_name: PhenoNameOpt = None
+    all_pheno: AllPhenoOpt = False
     pheno_col_nums: PhenoColNumsOpt = None
     likelihood: LikOpt = Likelihood.normal
     trials_name: TrialsOpt = None
@@ -244,10 +254,10 @@ def input_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
-def input_config(o: InputOptions) -> Any:
-    """The pipeline's ``InputConfig`` of the options (call after :func:`limit_threads`:
-    this imports numpy)."""
-    from glimix_cli.pipeline.config import DEFAULT_MISSING, InputConfig
+def input_configs(o: InputOptions) -> list[Any]:
+    """The pipeline's ``InputConfig`` of each trait the options name (call after
+    :func:`limit_threads`: this imports numpy)."""
+    from glimix_cli.pipeline.config import DEFAULT_MISSING
 
     if o.kinship is not None and o.kinship_cache is not None:
         usage("--kinship and --kinship-cache are alternatives: give one")
@@ -271,18 +281,28 @@ def input_config(o: InputOptions) -> Any:
 
     # as plink2's --input-missing-phenotype adds a code: the defaults stay missing
     missing = tuple(dict.fromkeys([*DEFAULT_MISSING, *(o.missing_code or [])]))
-    from glimix_cli.pipeline.inputs import resolve_trait
+    from glimix_cli.pipeline.inputs import resolve_traits
 
     other = [o.trials_name] if o.trials_name else []
     hint = ""
     if o.covar is not None and Path(o.covar).resolve() == Path(o.pheno).resolve():
         other += [*(o.covar_name or ()), *(o.covar_cat or ())]  # one table for both
         hint = " (or name the covariates with --covar-name / --covar-cat)"
-    pheno_name = run(lambda rep: resolve_trait(o.pheno, o.pheno_name, o.pheno_col_nums, other,
-                                               missing, hint), True)
+    traits = run(lambda rep: resolve_traits(o.pheno, o.pheno_name, o.pheno_col_nums, other,
+                                            missing, hint, o.all_pheno), True)
+    if len(traits) > 1 and o.trials_name is not None:
+        usage(f"--trials-name {o.trials_name}: one binomial trait per run (the trials belong "
+              f"to one trait; got {len(traits)}: {', '.join(traits[:4])}) - name one trait")
+    return [_config(o, t, geno_format, geno_path, missing) for t in traits]
+
+
+def _config(o: InputOptions, trait: str, geno_format: str, geno_path: Path,
+            missing: tuple[str, ...]) -> Any:
+    from glimix_cli.pipeline.config import InputConfig
+
     return InputConfig(
         bfile=geno_path, geno_format=geno_format, sample=o.sample,
-        kinship_bfile=o.kinship_bfile, pheno=o.pheno, pheno_name=pheno_name,
+        kinship_bfile=o.kinship_bfile, pheno=o.pheno, pheno_name=trait,
         likelihood=o.likelihood.value,
         trials_name=o.trials_name, covar=o.covar, covar_names=tuple(o.covar_name or ()),
         covar_col_nums=o.covar_col_nums,
@@ -292,6 +312,27 @@ def input_config(o: InputOptions) -> Any:
         screen_markers=o.screen_markers, sparse_pcs=o.sparse_pcs, keep=o.keep, remove=o.remove,
         loco=o.loco, loco_fit=o.loco_fit.value,
     )
+
+
+def trait_outputs(out: Path, traits: list[str], kind: str) -> list[Path]:
+    """Each trait's output of ``--out``: the file (scan) or prefix (fit) itself for one
+    trait; for several, ``--out`` is a prefix (``.tsv``/``.tsv.gz`` dropped and kept as the
+    suffix, ``.tsv.gz`` by default) and the trait's name (characters other than letters,
+    digits, ``._-`` as ``_``) goes after it."""
+    if len(traits) == 1:
+        return [out]
+    text, ext = str(out), ""
+    if kind == "scan":
+        ext = ".tsv.gz"
+        for e in (".tsv.gz", ".tsv"):
+            if text.endswith(e):
+                text, ext = text[: -len(e)], e
+                break
+    safe = [re.sub(r"[^A-Za-z0-9._-]", "_", t) for t in traits]
+    if len(set(safe)) != len(safe):
+        usage(f"traits {', '.join(traits)}: two of them give the same file name - rename "
+              "the columns")
+    return [Path(f"{text}.{t}{ext}") for t in safe]
 
 
 # -- threads, usage errors, the run wrapper ---------------------------------------------------

@@ -268,6 +268,12 @@ def _loco_lines(loco: dict | None) -> list[str]:
     return lines
 
 
+def print_trait_heading(trait: str, c: Console | None = None) -> None:
+    """The line that opens one trait's summary in a run of several traits."""
+    c = c or console_err()
+    c.print(f"[bold]== trait {escape(trait)} ==[/]")
+
+
 def print_fit_summary(outcome, seconds: float, c: Console | None = None) -> None:
     c = c or console_err()
     c.print(_samples_table(outcome.inputs.match.counts))

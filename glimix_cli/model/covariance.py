@@ -34,8 +34,8 @@ from glimix_cli.model.linalg import QSType, check_qs, kinship_from_qs
 from glimix_cli.model.lowrank import LowRankCore, LowRankKinship, LowRankPrior
 
 __all__ = ["LOW_RANK_FRACTION", "MAX_BLOCK", "BlockCore", "BlockKinship", "BlockPrior", "DenseCore",
-           "DenseKinship", "DensePrior", "DenseWhitener", "LowRankCore", "LowRankKinship",
-           "LowRankPrior", "as_kinship"]
+           "DenseKinship", "DensePrior", "DenseWhitener", "EigenWhitener", "LowRankCore",
+           "LowRankKinship", "LowRankPrior", "as_kinship"]
 
 F = NDArray[np.float64]
 #: An eigendecomposition ``QS`` with at most this fraction of n columns is used as a low
@@ -107,6 +107,30 @@ class DenseWhitener:
 
     def whiten(self, M: F) -> F:
         return blas.dtrsm(1.0, self.L, np.asfortranarray(M), lower=1)
+
+
+class EigenWhitener:
+    """``W M = diag(((1 - delta) S + delta)^-1/2) Q^T M`` for ``C = (1 - delta) K + delta I``
+    with ``K = Q diag(S) Q^T`` (all n eigenvectors): ``W^T W = C^-1``. Several Normal
+    traits on the same samples and kinship differ only in ``delta``, so a block's rotation
+    ``Q^T M`` (:meth:`rotate`) serves them all and each whitens by its diagonal
+    (:attr:`scale`); ``log|C| = sum log((1 - delta) S + delta)``."""
+
+    def __init__(self, Q: F, S: F, delta: float):
+        d = (1.0 - delta) * np.asarray(S, dtype=np.float64) + delta
+        if Q.shape[1] != Q.shape[0] or not np.all(d > 0):
+            raise ValueError("EigenWhitener needs every eigenvector of K and a positive "
+                             "(1 - delta) S + delta")
+        self.Q = Q
+        self.scale = 1.0 / np.sqrt(d)
+        self.logdet = float(np.sum(np.log(d)))
+
+    def rotate(self, M: F) -> F:
+        return self.Q.T @ M
+
+    def whiten(self, M: F) -> F:
+        R = self.rotate(M)
+        return R * (self.scale[:, None] if R.ndim == 2 else self.scale)
 
 
 # ----------------------------------------------------------------------------------------

@@ -31,29 +31,45 @@ from glimix_cli.registry import BINARY_LIKELIHOODS, LIKELIHOODS
 
 F = NDArray[np.float64]
 #: ``sole_trait_column``: the trait column a table implies when --pheno-name is not given.
-__all__ = ["Inputs", "file_fingerprint", "load_inputs", "resolve_trait", "sole_trait_column"]
+__all__ = ["Inputs", "file_fingerprint", "load_inputs", "resolve_trait", "resolve_traits",
+           "sole_trait_column"]
 
 
 def resolve_trait(path: Path, name: str | None, col_nums: str | None, other: list[str],
                   missing: tuple[str, ...], hint: str = "") -> str:
-    """The trait column of ``--pheno-name`` (a name, or a plink2 list/range naming one
+    """The one trait column of ``--pheno-name`` (a name, or a plink2 list/range naming one
     column), ``--pheno-col-nums``, or the table's only data column."""
-    if name is None and col_nums is None:
-        return sole_trait_column(path, other, missing, hint)
-    header, data = table_columns(path, missing)
-    if col_nums is not None:
-        if name is not None:
-            raise InputError("--pheno-name and --pheno-col-nums are alternatives: give one")
-        names = columns_by_number(header, col_nums, str(path), "--pheno-col-nums")
-    elif name in data:
-        return name
-    else:
-        names = expand_columns(data, [name], str(path), "--pheno-name")
+    names = resolve_traits(path, None if name is None else [name], col_nums, other, missing,
+                           hint)
     if len(names) != 1:
         raise InputError(f"{path}: {len(names)} trait columns ({', '.join(names[:5])}"
-                         f"{', ...' if len(names) > 5 else ''}) - one trait per run for now: "
-                         "run glimix once per trait")
+                         f"{', ...' if len(names) > 5 else ''}) - name one")
     return names[0]
+
+
+def resolve_traits(path: Path, names: list[str] | None, col_nums: str | None,
+                   other: list[str], missing: tuple[str, ...], hint: str = "",
+                   all_pheno: bool = False) -> list[str]:
+    """The trait columns of ``--pheno-name`` (names, comma lists and plink2 ranges, each
+    once), ``--pheno-col-nums``, ``--all-pheno`` (every data column but ``other``), or the
+    table's only data column."""
+    given = sum(x is not None and x != [] for x in (names, col_nums)) + bool(all_pheno)
+    if given > 1:
+        raise InputError("--pheno-name, --pheno-col-nums and --all-pheno are alternatives: "
+                         "give one")
+    if not given:
+        return [sole_trait_column(path, other, missing, hint)]
+    header, data = table_columns(path, missing)
+    if all_pheno:
+        found = [c for c in data if c not in other]
+        if not found:
+            raise InputError(f"{path}: --all-pheno found no trait column (data columns: "
+                             f"{', '.join(data) or 'none'})")
+        return found
+    if col_nums is not None:
+        return columns_by_number(header, col_nums, str(path), "--pheno-col-nums")
+    assert names is not None
+    return expand_columns(data, names, str(path), "--pheno-name")
 
 
 def _covariate_names(cfg: InputConfig) -> list[str] | None:

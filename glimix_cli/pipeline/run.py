@@ -14,7 +14,7 @@ import hashlib
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,12 @@ from glimix_cli.pipeline.config import InputConfig, ScanConfig
 from glimix_cli.pipeline.inputs import Inputs, file_fingerprint, load_inputs
 from glimix_cli.pipeline.kinship import Kinship, build_kinship, kinship_options
 from glimix_cli.pipeline.loco import LocoNulls, build_loco_kinship, precheck_loco
+from glimix_cli.pipeline.multi import (
+    MultiContext,
+    sample_groups,
+    scan_block_multi,
+    share_rotation,
+)
 from glimix_cli.pipeline.null import NullModel, fit_null
 from glimix_cli.pipeline.null_file import (
     loco_json,
@@ -53,7 +59,6 @@ from glimix_cli.pipeline.resume import (
 from glimix_cli.pipeline.scan import (
     BlockContexts,
     BlockResult,
-    ScanContext,
     resolve_test,
     scan_block,
     scan_context,
@@ -62,7 +67,8 @@ from glimix_cli.pipeline.summary import ScanTally
 from glimix_cli.registry import BINARY_LINKS
 
 __all__ = ["FitOutcome", "InputConfig", "Reporter", "ScanConfig", "ScanSummary",
-           "run_export_ssf", "run_fit", "run_merge", "run_scan"]
+           "run_export_ssf", "run_fit", "run_fit_traits", "run_merge", "run_scan",
+           "run_scan_traits"]
 
 
 @dataclass
@@ -82,30 +88,41 @@ def _kinship(cfg: InputConfig, inputs: Inputs, rep: Reporter) -> Kinship:
 def run_fit(cfg: InputConfig, out_prefix: Path | None, rep: Reporter) -> FitOutcome:
     """``glimix fit``: the null model, written to ``OUT_PREFIX.null.json`` when given
     (with ``--loco``, also the model of every left-out chromosome)."""
-    if out_prefix is not None:
-        check_output(Path(f"{out_prefix}.null.json"), "--out")
-    precheck_loco(cfg)
-    inputs = load_inputs(cfg, rep)
-    kin = _kinship(cfg, inputs, rep)
-    null = fit_null(inputs, kin, cfg.likelihood, rep)
-    nulls = LocoNulls(inputs, kin, null, cfg.likelihood, cfg.loco_fit)
-    loco = None
-    if nulls.active:
-        chroms = list(kin.loco.chrom_counts)
-        rep.start("loco", len(chroms))
-        for k, c in enumerate(chroms):
-            model = nulls.null(c)
-            # keep the facts and EP sites the file stores, not the n x n whitening factor
-            model.scanner = None
-            model.spa = None
-            rep.update("loco", k + 1)
-        rep.finish("loco")
-        loco = loco_json(nulls.models)
-    path = None
-    if out_prefix is not None:
-        path = Path(f"{out_prefix}.null.json")
-        write_null_json(path, null_json(inputs, kin, null, cfg, loco))
-    return FitOutcome(inputs, kin, null, path, nulls.summary())
+    return run_fit_traits([cfg], [out_prefix], rep)[0]
+
+
+def run_fit_traits(cfgs: list[InputConfig], out_prefixes: list[Path | None],
+                   rep: Reporter) -> list[FitOutcome]:
+    """:func:`run_fit` for several traits: a kinship per group of traits on the same
+    samples, a null model (and ``PREFIX.null.json``) per trait."""
+    for out_prefix in out_prefixes:
+        if out_prefix is not None:
+            check_output(Path(f"{out_prefix}.null.json"), "--out")
+    precheck_loco(cfgs[0])
+    inputs = [load_inputs(c, rep) for c in cfgs]
+    kins = _group_kinships(cfgs, inputs, rep)
+    done = []
+    for cfg, x, kin, out_prefix in zip(cfgs, inputs, kins, out_prefixes, strict=True):
+        null = fit_null(x, kin, cfg.likelihood, rep)
+        nulls = LocoNulls(x, kin, null, cfg.likelihood, cfg.loco_fit)
+        loco = None
+        if nulls.active:
+            chroms = list(kin.loco.chrom_counts)
+            rep.start("loco", len(chroms))
+            for k, c in enumerate(chroms):
+                model = nulls.null(c)
+                # keep the facts and EP sites the file stores, not the n x n whitening factor
+                model.scanner = None
+                model.spa = None
+                rep.update("loco", k + 1)
+            rep.finish("loco")
+            loco = loco_json(nulls.models)
+        path = None
+        if out_prefix is not None:
+            path = Path(f"{out_prefix}.null.json")
+            write_null_json(path, null_json(x, kin, null, cfg, loco))
+        done.append(FitOutcome(x, kin, null, path, nulls.summary()))
+    return done
 
 
 @dataclass
@@ -131,12 +148,23 @@ def run_scan(cfg: InputConfig, scfg: ScanConfig, out: Path, rep: Reporter) -> Sc
     ``OUT.partial`` and its ledger (:mod:`glimix_cli.pipeline.resume`), so a killed run can
     be continued with ``scfg.resume``; the result is byte-identical in every mode.
     """
+    return run_scan_traits([cfg], scfg, [out], rep)[0]
+
+
+def run_scan_traits(cfgs: list[InputConfig], scfg: ScanConfig, outs: list[Path],
+                    rep: Reporter, nulls: list[Path | None] | None = None
+                    ) -> list[ScanSummary]:
+    """:func:`run_scan` for several traits of one genotype set in one pass
+    (:mod:`.multi`): ``cfgs[t]`` differ only in the trait, ``outs[t]`` is trait t's output
+    and ``nulls[t]`` its ``--null`` file (``scfg.null`` for a single trait)."""
+    if nulls is None:
+        nulls = [scfg.null] * len(cfgs)
     if not scfg.uses_dask:
-        return _run_scan(cfg, scfg, out, rep, None)
+        return _run_scan(cfgs, scfg, outs, nulls, rep, None)
     from glimix_cli.pipeline.distributed import dask_client
 
     with dask_client(scfg.dask_scheduler, scfg.dask_scheduler_file, scfg.dask_local) as client:
-        return _run_scan(cfg, scfg, out, rep, client)
+        return _run_scan(cfgs, scfg, outs, nulls, rep, client)
 
 
 @dataclass
@@ -216,16 +244,18 @@ def _identity(plan: _Plan, scfg: ScanConfig, null_digest: str) -> RunIdentity:
                        null_digest)
 
 
-def _run_scan(cfg: InputConfig, scfg: ScanConfig, out: Path, rep: Reporter,
-              client: Any) -> ScanSummary:
+def _run_scan(cfgs: list[InputConfig], scfg: ScanConfig, outs: list[Path],
+              null_paths: list[Path | None], rep: Reporter, client: Any) -> list[ScanSummary]:
     t0 = time.perf_counter()
-    check_output(out)
+    for out in outs:
+        check_output(out)
+    cfg = cfgs[0]
     precheck_loco(cfg)
     if scfg.min_info > 0 and cfg.geno_format == "bed":
         raise InputError(f"--min-info {scfg.min_info:g}: {cfg.bfile} holds hard calls (no "
                          "imputation quality) - --min-info filters --bgen/--pgen dosages; drop it")
-    inputs = load_inputs(cfg, rep)
-    bfile = inputs.bfile
+    inputs = [load_inputs(c, rep) for c in cfgs]
+    bfile = inputs[0].bfile
     geno = GenotypeSpec(cfg.geno_format, str(cfg.bfile),
                         None if cfg.sample is None else str(cfg.sample))
     if client is not None:
@@ -235,49 +265,89 @@ def _run_scan(cfg: InputConfig, scfg: ScanConfig, out: Path, rep: Reporter,
                  else scfg.dask_scheduler or scfg.dask_scheduler_file)
         cl = check_workers(client, str(bfile.bed), rep.info)
         rep.info(f"dask: {cl['workers']} workers, {cl['threads']} threads ({where})")
-    plan = _plan(cfg, scfg, inputs, rep)
+    if len(cfgs) > 1 and scfg.block_size is None:  # one block layout for every trait
+        union = np.unique(np.concatenate([x.match.geno_index for x in inputs]))
+        scfg = replace(scfg, block_size=min(block_size_for_budget(union.size, 256), 4096))
+    plans = [_plan(c, scfg, x, rep if t == 0 else Reporter())
+             for t, (c, x) in enumerate(zip(cfgs, inputs, strict=True))]
     # before the kinship and the null fit: a --resume that would be refused, or a stale
     # partial file that this run replaces
-    if scfg.resume:
-        precheck_resume(out, _identity(plan, scfg, ""))
-    elif partial_paths(out)[0].exists():
-        rep.warn(f"{partial_paths(out)[0]}: an unfinished earlier run; it is replaced (rerun "
-                 "with --resume to continue it instead)")
-    kin = _kinship(cfg, inputs, rep)
-    if scfg.null is not None:
-        null = null_from_json(scfg.null, inputs, kin, cfg)
-        rep.info(f"null model: reused {scfg.null}")
-    else:
-        null = fit_null(inputs, kin, cfg.likelihood, rep)
-    assert null.scanner is not None or null.route == "glm"
-    nulls = _loco_nulls(scfg, inputs, kin, null, cfg, rep)
+    for out, plan in zip(outs, plans, strict=True):
+        if scfg.resume:
+            precheck_resume(out, _identity(plan, scfg, ""))
+        elif partial_paths(out)[0].exists():
+            rep.warn(f"{partial_paths(out)[0]}: an unfinished earlier run; it is replaced "
+                     "(rerun with --resume to continue it instead)")
+    kins = _group_kinships(cfgs, inputs, rep)
+    models = []
+    for c, x, kin, null_path in zip(cfgs, inputs, kins, null_paths, strict=True):
+        if null_path is not None:
+            models.append(null_from_json(null_path, x, kin, c))
+            rep.info(f"null model: reused {null_path}")
+        else:
+            models.append(fit_null(x, kin, c.likelihood, rep))
+        assert models[-1].scanner is not None or models[-1].route == "glm"
+    locos = [_loco_nulls(null_path, x, kin, m, c, rep) for c, x, kin, m, null_path
+             in zip(cfgs, inputs, kins, models, null_paths, strict=True)]
+    rotations = {}
+    if len(cfgs) > 1 and not cfg.loco:
+        for g, members in enumerate(sample_groups([x.match.geno_index for x in inputs])):
+            shared = share_rotation(models, [x.y for x in inputs],
+                                    [x.design.X for x in inputs], kins[members[0]], members)
+            if shared is not None:
+                rotations[g] = shared
 
-    def context(key: str) -> ScanContext:
-        model = nulls.null(key) if key else null
-        return scan_context(geno, inputs.match.geno_index, inputs.y, model, plan.test,
-                            scfg.maf, scfg.mac, scfg.max_missing, bfile, scfg.min_info)
+    def context(key: str) -> Any:
+        ctxs = [scan_context(geno, x.match.geno_index, x.y,
+                             (lo.null(key) if key else m), plan.test, scfg.maf, scfg.mac,
+                             scfg.max_missing, bfile, scfg.min_info)
+                for x, m, lo, plan in zip(inputs, models, locos, plans, strict=True)]
+        return ctxs[0] if len(ctxs) == 1 else MultiContext.build(geno, ctxs, rotations)
 
-    contexts = (BlockContexts(plan.keys, context, nulls.drop) if nulls.active
+    def drop(key: str) -> None:
+        for lo in locos:
+            lo.drop(key)
+
+    plan = plans[0]
+    contexts = (BlockContexts(plan.keys, context, drop) if locos[0].active
                 else BlockContexts.single(context(""), len(plan.blocks)))
-    tally = _write_blocks(contexts, plan, _identity(plan, scfg, null_hash(null.facts())),
-                          out, scfg.resume, client, bfile, rep)
+    idents = [_identity(p, scfg, null_hash(m.facts())) for p, m in zip(plans, models,
+                                                                         strict=True)]
+    tallies = _write_blocks(contexts, plans, idents, outs, scfg.resume, client, bfile, rep)
     i, k = scfg.chunk
-    write_meta(out, {
-        "glimix_scan": 1,
-        "run_fingerprint": plan.run_hash,
-        "chunk": {"i": i, "n": k},
-        "variants": {"selected": plan.n_selected, "start": plan.start, "stop": plan.stop},
-        "n_rows": plan.n_rows,
-        "likelihood": cfg.likelihood,
-        "trait": cfg.pheno_name,
-        "samples": inputs.match.n,
-    })
-    lam, lam_common = tally.lambda_gc()
-    return ScanSummary(out, plan.n_rows, dict(tally.counts), lam, lam_common, tally.top_hits(),
-                       time.perf_counter() - t0, null, inputs, tally.n_imputed, nulls.summary())
+    done = []
+    for c, x, out, p, m, lo, tally in zip(cfgs, inputs, outs, plans, models, locos, tallies,
+                                          strict=True):
+        write_meta(out, {
+            "glimix_scan": 1,
+            "run_fingerprint": p.run_hash,
+            "chunk": {"i": i, "n": k},
+            "variants": {"selected": p.n_selected, "start": p.start, "stop": p.stop},
+            "n_rows": p.n_rows,
+            "likelihood": c.likelihood,
+            "trait": c.pheno_name,
+            "samples": x.match.n,
+        })
+        lam, lam_common = tally.lambda_gc()
+        done.append(ScanSummary(out, p.n_rows, dict(tally.counts), lam, lam_common,
+                                tally.top_hits(), time.perf_counter() - t0, m, x,
+                                tally.n_imputed, lo.summary()))
+    return done
 
 
-def _loco_nulls(scfg: ScanConfig, inputs: Inputs, kin: Kinship, null: NullModel,
+def _group_kinships(cfgs: list[InputConfig], inputs: list[Inputs], rep: Reporter
+                    ) -> list[Kinship]:
+    """Each trait's kinship: one per group of traits on the same samples (the GRM of the
+    analysed samples, as a single-trait run builds it)."""
+    kins: list[Kinship | None] = [None] * len(cfgs)
+    for members in sample_groups([x.match.geno_index for x in inputs]):
+        kin = _kinship(cfgs[members[0]], inputs[members[0]], rep)
+        for t in members:
+            kins[t] = kin
+    return kins  # type: ignore[return-value]
+
+
+def _loco_nulls(null_path: Path | None, inputs: Inputs, kin: Kinship, null: NullModel,
                 cfg: InputConfig, rep: Reporter) -> LocoNulls:
     """The per-chromosome null models of a ``--loco`` scan: fitted as their blocks come,
     or rebuilt from the models stored by ``glimix fit --loco`` (``--null``)."""
@@ -285,48 +355,70 @@ def _loco_nulls(scfg: ScanConfig, inputs: Inputs, kin: Kinship, null: NullModel,
     if kin.loco is not None and null.route == "glm":
         rep.info("--loco: the null model is the GLM (kinship variance not identified), which "
                  "has no kinship term - every chromosome is tested against it")
-    if nulls.active and scfg.null is not None:
-        stored = stored_loco(scfg.null)
+    if nulls.active and null_path is not None:
+        stored = stored_loco(null_path)
         if stored is None:
-            raise InputError(f"{scfg.null}: fitted without --loco - rerun `glimix fit --loco`")
+            raise InputError(f"{null_path}: fitted without --loco - rerun `glimix fit --loco`")
         nulls.stored = stored
         nulls.rebuild = lambda entry, k: rebuild_null(entry["null"], entry["sites"], inputs, k)
     return nulls
 
 
-def _write_blocks(contexts: BlockContexts, plan: _Plan, ident: RunIdentity, out: Path,
-                  resume: bool, client: Any, bfile: Bfile, rep: Reporter) -> ScanTally:
-    """Test the blocks not yet in ``OUT.partial`` (all, unless resumed) and append them in
-    order; on success the partial file becomes ``out``."""
-    blocks = plan.blocks
-    tally = ScanTally(bfile.variants)
-    rep.start("scan", plan.n_rows)
-    writer = open_partial(out, ident, resume, results_header(plan.case_columns,
-                                                             plan.info_column))
+def _write_blocks(contexts: BlockContexts, plans: list[_Plan], idents: list[RunIdentity],
+                  outs: list[Path], resume: bool, client: Any, bfile: Bfile,
+                  rep: Reporter) -> list[ScanTally]:
+    """Test the blocks not yet in each trait's ``OUT.partial`` (all, unless resumed) and
+    append them in order; on success each partial file becomes its ``out``."""
+    blocks = plans[0].blocks
+    tallies = [ScanTally(bfile.variants) for _ in plans]
+    rep.start("scan", plans[0].n_rows)
+    writers: list[Any] = []
     try:
-        if writer.blocks_done:
-            _add_resumed(tally, blocks, writer)
-            rep.info(f"resumed {writer.partial}: {writer.rows_done:,} variants in "
-                     f"{writer.blocks_done:,} of {len(blocks):,} blocks already done")
-            rep.update("scan", writer.rows_done)
-        for b, r in _block_results(contexts, blocks, writer.blocks_done, client, bfile):
-            writer.write_block(r.text, r.n, r.n_imputed)
-            tally.add(blocks[b], r)
-            rep.update("scan", writer.rows_done)
+        for p, ident, out in zip(plans, idents, outs, strict=True):
+            writers.append(open_partial(out, ident, resume,
+                                        results_header(p.case_columns, p.info_column)))
+        done0 = [w.blocks_done for w in writers]
+        for w, tally in zip(writers, tallies, strict=True):
+            if w.blocks_done:
+                _add_resumed(tally, blocks, w)
+                rep.info(f"resumed {w.partial}: {w.rows_done:,} variants in "
+                         f"{w.blocks_done:,} of {len(blocks):,} blocks already done")
+        start = min(done0)
+        rows = sum(blk.size for blk in blocks[:start])
+        if start:
+            rep.update("scan", rows)
+        for b, r in _block_results(contexts, blocks, start, client, bfile):
+            results = r if isinstance(r, list) else [r]
+            for t, res in enumerate(results):
+                if b >= done0[t]:
+                    writers[t].write_block(res.text, res.n, res.n_imputed)
+                    tallies[t].add(blocks[b], res)
+            rows += blocks[b].size
+            rep.update("scan", rows)
     except BaseException:
-        writer.abandon()
+        for w in writers:
+            w.abandon()
         raise
-    writer.finish()
+    for w in writers:
+        w.finish()
     rep.finish("scan")
-    return tally
+    return tallies
+
+
+def _scan_any(ctx: Any, idx: NDArray[np.intp]) -> BlockResult | list[BlockResult]:
+    """One block for one trait (a ScanContext) or for several (a MultiContext)."""
+    if isinstance(ctx, MultiContext):
+        return scan_block_multi(ctx, idx)
+    return scan_block(ctx, idx)
 
 
 def _block_results(contexts: BlockContexts, blocks: list[NDArray[np.intp]], start: int,
-                   client: Any, bfile: Bfile) -> Iterator[tuple[int, BlockResult]]:
-    """``(b, scan_block(ctx_b, blocks[b]))`` for b >= start, in order: here or on Dask."""
+                   client: Any, bfile: Bfile
+                   ) -> Iterator[tuple[int, BlockResult | list[BlockResult]]]:
+    """``(b, scan of blocks[b])`` for b >= start, in order: here or on Dask."""
     if client is None:
         for b in range(start, len(blocks)):
-            r = scan_block(contexts.get(b), blocks[b])
+            r = _scan_any(contexts.get(b), blocks[b])
             contexts.done(b)
             yield b, r
         return
@@ -340,7 +432,10 @@ def _block_results(contexts: BlockContexts, blocks: list[NDArray[np.intp]], star
                 f"{v['chrom'].iat[lo]}:{v['pos'].iat[lo]} to {v['variant_id'].iat[hi]} at "
                 f"{v['chrom'].iat[hi]}:{v['pos'].iat[hi]}, .bim rows {lo + 1}-{hi + 1})")
 
-    yield from iter_blocks_dask(client, scan_block, contexts, blocks, start, describe=describe)
+    # the module's function itself (not a wrapper that looks it up on the worker)
+    multi = start < len(blocks) and isinstance(contexts.get(start), MultiContext)
+    fn = scan_block_multi if multi else scan_block
+    yield from iter_blocks_dask(client, fn, contexts, blocks, start, describe=describe)
 
 
 def _add_resumed(tally: ScanTally, blocks: list[NDArray[np.intp]], writer: Any) -> None:

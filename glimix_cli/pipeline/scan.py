@@ -178,13 +178,33 @@ def scan_block(ctx: ScanContext, idx: NDArray[np.intp]) -> BlockResult:
     bfile = ctx.bfile()
     (_, block), = iter_blocks(bfile, idx, max(idx.size, 1), ctx.sample_index)
     counts = None if ctx.case_status is None else case_control_counts(block, ctx.case_status)
+    qc = qc_block(ctx, bfile, idx, block)
+    return block_rows(ctx, bfile, idx, block, qc, counts)
+
+
+def qc_block(ctx: ScanContext, bfile: Any, idx: NDArray[np.intp], block: F
+             ) -> tuple[Any, F | None]:
+    """``block_qc`` (missing calls imputed in place) and, for dosages, the info filter and
+    column: the QC of ``block`` that every trait scanned on these samples shares."""
     qc = block_qc(block, ctx.maf, ctx.mac, ctx.max_missing)
-    b = idx.size
-    v = bfile.variants
     info = None
     if has_dosages(bfile):
-        info = dosage_info(block, qc, v["multiallelic"].to_numpy()[idx], ctx.min_info)
-    stats = _test_columns(ctx, block, qc)
+        info = dosage_info(block, qc, bfile.variants["multiallelic"].to_numpy()[idx],
+                           ctx.min_info)
+    return qc, info
+
+
+def block_rows(ctx: ScanContext, bfile: Any, idx: NDArray[np.intp], block: F,
+               qc_info: tuple[Any, F | None], counts: dict[str, F] | None,
+               whitened: F | None = None) -> BlockResult:
+    """Test the QC'd ``block`` (.bim rows ``idx``) against ``ctx``'s null model and format
+    its rows; ``counts`` are the case/control columns (0/1 traits, from the block before
+    imputation); ``whitened``: the block already whitened by the scanner (a rotation
+    shared by several traits)."""
+    qc, info = qc_info
+    b = idx.size
+    v = bfile.variants
+    stats = _test_columns(ctx, block, qc, whitened)
     lrt, log_p = stats["lrt_chisq"], stats.pop("log_p")
     nlp_surrogate = -chi2_1_logsf(lrt) / np.log(10)
     nlp = np.where(np.isfinite(log_p), -log_p / np.log(10), nlp_surrogate)
@@ -212,9 +232,11 @@ def scan_block(ctx: ScanContext, idx: NDArray[np.intp]) -> BlockResult:
                        stats["se"], qc.n_imputed)
 
 
-def _test_columns(ctx: ScanContext, block: F, qc: Any) -> dict[str, Any]:
+def _test_columns(ctx: ScanContext, block: F, qc: Any, whitened: F | None = None
+                  ) -> dict[str, Any]:
     """beta, se, the 1-df statistic, the log p-value (NaN where the statistic's chi2 gives
-    it), status and test name of every column of ``block`` (QC'd by ``qc``)."""
+    it), status and test name of every column of ``block`` (QC'd by ``qc``; ``whitened``:
+    the same block already whitened by the scanner)."""
     b = block.shape[1]
     beta = np.full(b, np.nan)
     se = np.full(b, np.nan)
@@ -230,7 +252,11 @@ def _test_columns(ctx: ScanContext, block: F, qc: Any) -> dict[str, Any]:
             normal_name = "score"
         else:
             assert ctx.scanner is not None
-            r = ctx.scanner.fast_scan(M, ordered=ctx.ordered)
+            if whitened is not None:
+                W = whitened[:, ok] if ok.size < b else whitened
+                r = ctx.scanner.fast_scan(W, whitened=True)
+            else:
+                r = ctx.scanner.fast_scan(M, ordered=ctx.ordered)
             normal_name = "surrogate_lrt"
         beta[ok] = r["effsizes1"]
         se[ok] = r["effsizes1_se"]

@@ -154,16 +154,19 @@ def test_a_scan_with_exclude_and_chr_writes_only_those_variants(runner, tmp_path
 def test_an_option_given_twice_is_refused_unless_it_takes_a_list(runner, tmp_path):
     base = ["--bfile", str(EX / "cohort"), "--pheno", str(EX / "cohort.pheno.tsv")]
     out = tmp_path / "o.tsv"
-    res = runner.invoke(app, ["scan", *base, "--pheno-name", "quant", "--pheno-name",
-                              "binary", "--out", str(out)])
+    res = runner.invoke(app, ["scan", *base, "--pheno-name", "quant", "--maf", "0.01",
+                              "--maf", "0.05", "--out", str(out)])
     assert res.exit_code == 2, res.output
-    assert "--pheno-name given 2 times - give --pheno-name once" in res.output
+    assert "--maf given 2 times - give --maf once" in res.output
     res = runner.invoke(app, ["scan", *base, "--chr", "1", "--chrom=2", "--out", str(out)])
     assert res.exit_code == 2 and "--chr and --chrom given 2 times" in res.output
     assert not out.exists() and "Traceback" not in res.output
-    # list options repeat, as documented
+    # list options repeat, as documented (--pheno-name: several traits in one pass)
     res = runner.invoke(app, ["fit", *base, "--pheno-name", "quant", "--missing-code", "-99",
                               "--missing-code", "-999", "-q"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["fit", *base, "--pheno-name", "quant", "--pheno-name", "count",
+                              "-q"])
     assert res.exit_code == 0, res.output
 
 
@@ -252,7 +255,7 @@ def test_column_lists_ranges_and_numbers_as_plink2(runner, tmp_path):
     assert "column 'PC1-PC10' not found" in error("--pheno-name", "quant", "--covar-name",
                                                   "PC1-PC10")
     assert "ID column" in error("--pheno-name", "quant", "--covar-col-nums", "1-3")
-    assert "one trait per run" in error("--pheno-name", "quant-count")
+    assert "column 'nosuch' not found" in error("--pheno-name", "quant,nosuch")
     assert "header has 7 columns" in error("--pheno-col-nums", "9")
 
 
